@@ -1,0 +1,159 @@
+// The controller process wiring, callable in-process: open the store, load the state, serve gRPC and
+// HTTP, tick the state machine with the wall clock, and stop cleanly.
+import { randomUUID } from "node:crypto";
+import type { Server as HttpServer } from "node:http";
+import * as grpc from "@grpc/grpc-js";
+import {
+  bindServer,
+  createLogger,
+  InvariantError,
+  type Logger,
+  parseHostPort,
+  serverOptions,
+  shutdownServer,
+  startHttpServer,
+} from "@runnel/common";
+import { ControllerServiceService } from "@runnel/proto";
+import { noLeader } from "./metadata/index.js";
+import { ControllerCore } from "./server/index.js";
+import { MetadataStore } from "./store/index.js";
+
+/** How often the state machine sees the clock (session expiry, preferred-leader balancing). */
+export const defaultTickIntervalMs = 100;
+/** How long stop() lets in-flight calls finish before closing connections. */
+export const shutdownGraceMs = 2_000;
+
+export interface ControllerOptions {
+  /** gRPC address, host:port (port 0 binds a free one). */
+  listen: string;
+  /** HTTP address for /healthz, /readyz, /metrics, host:port (port 0 binds a free one). */
+  http: string;
+  dataDir: string;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  autoLeaderRebalance: boolean;
+  leaderImbalanceCheckMs: number;
+  logger?: Logger;
+  logLevel?: string;
+  tickIntervalMs?: number;
+  /** Called on an impossible internal state. Default: log fatal and exit 1. */
+  onFatal?: (err: unknown) => void;
+}
+
+export interface RunningController {
+  grpcPort: number;
+  httpPort: number;
+  /** Stops serving, ends metadata streams, closes the store. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export async function startController(options: ControllerOptions): Promise<RunningController> {
+  const logger = options.logger ?? createLogger({ role: "controller", level: options.logLevel ?? "info" });
+  const listen = parseHostPort(options.listen);
+  const httpAddress = parseHostPort(options.http);
+  let ready = false;
+  let stopping: Promise<void> | undefined;
+  const onFatal =
+    options.onFatal ??
+    ((err: unknown) => {
+      logger.fatal({ err }, err instanceof InvariantError ? "controller invariant broken" : "controller failed");
+      process.exit(1);
+    });
+
+  const store = MetadataStore.open(options.dataDir);
+  let core: ControllerCore;
+  let grpcServer: grpc.Server | undefined;
+  let httpServer: HttpServer | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const state = await store.load(randomUUID, Date.now());
+    core = new ControllerCore({
+      store,
+      state,
+      config: {
+        sessionTimeoutMs: options.sessionTimeoutMs,
+        autoLeaderRebalance: options.autoLeaderRebalance,
+        leaderImbalanceCheckMs: options.leaderImbalanceCheckMs,
+      },
+      heartbeatIntervalMs: options.heartbeatIntervalMs,
+      logger,
+      onFatal,
+    });
+    logger.info(
+      { clusterId: state.clusterId, metadataVersion: state.metadataVersion.toString(), brokers: state.brokers.size, topics: state.topics.size, dataDir: options.dataDir },
+      "controller state loaded",
+    );
+
+    httpServer = await startHttpServer(httpAddress.host, httpAddress.port, {
+      notReadyReason: () => (ready ? undefined : stopping !== undefined ? "shutting down" : "starting"),
+      metrics: async () => metricsText(core),
+    });
+    grpcServer = new grpc.Server(serverOptions);
+    grpcServer.addService(ControllerServiceService, core.service());
+    const grpcPort = await bindServer(grpcServer, options.listen);
+    core.controllerEndpoint = { brokerId: -1, host: listen.host, port: grpcPort, rack: "" };
+    timer = setInterval(() => core.requestTick(), options.tickIntervalMs ?? defaultTickIntervalMs);
+    timer.unref();
+    const address = httpServer.address();
+    const httpPort = typeof address === "object" && address !== null ? address.port : httpAddress.port;
+    ready = true;
+    logger.info({ grpcPort, httpPort, clusterId: state.clusterId }, "controller listening");
+
+    const server = grpcServer;
+    const http = httpServer;
+    const stop = (): Promise<void> => {
+      stopping ??= (async () => {
+        ready = false;
+        clearInterval(timer);
+        await core.stop();
+        await shutdownServer(server, shutdownGraceMs);
+        const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+        http.closeAllConnections();
+        await httpClosed;
+        await store.close();
+        logger.info("controller stopped");
+      })();
+      return stopping;
+    };
+    return { grpcPort, httpPort, stop };
+  } catch (err) {
+    clearInterval(timer);
+    grpcServer?.forceShutdown();
+    httpServer?.close();
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+function metricsText(core: ControllerCore): string {
+  const s = core.state;
+  let partitions = 0;
+  let offline = 0;
+  let underReplicated = 0;
+  for (const t of s.topics.values()) {
+    for (const p of t.partitions) {
+      partitions += 1;
+      if (p.leader === noLeader) offline += 1;
+      if (p.isr.length < p.replicas.length) underReplicated += 1;
+    }
+  }
+  const alive = [...s.brokers.values()].filter((b) => b.alive).length;
+  return [
+    "# TYPE runnel_controller_metadata_version gauge",
+    `runnel_controller_metadata_version ${s.metadataVersion}`,
+    "# TYPE runnel_controller_brokers gauge",
+    `runnel_controller_brokers{state="registered"} ${s.brokers.size}`,
+    `runnel_controller_brokers{state="alive"} ${alive}`,
+    "# TYPE runnel_controller_topics gauge",
+    `runnel_controller_topics ${s.topics.size}`,
+    "# TYPE runnel_controller_partitions gauge",
+    `runnel_controller_partitions{state="all"} ${partitions}`,
+    `runnel_controller_partitions{state="offline"} ${offline}`,
+    `runnel_controller_partitions{state="under_replicated"} ${underReplicated}`,
+    "# TYPE runnel_controller_metadata_watchers gauge",
+    `runnel_controller_metadata_watchers ${core.subscriberCount}`,
+    "# TYPE runnel_controller_queued_commands gauge",
+    `runnel_controller_queued_commands ${core.queue.length}`,
+    "",
+  ].join("\n");
+}

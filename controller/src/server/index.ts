@@ -1,0 +1,263 @@
+// controller/src/server: the gRPC ControllerService adapter. Thin by design: validate the request
+// (INVALID_ARGUMENT when malformed), queue the command, and in the queue run it on the state machine,
+// persist the new state, publish the delta to WatchMetadata subscribers, then answer. Reads
+// (DescribeCluster, the first snapshot of a watch) use the current immutable state directly.
+import * as grpc from "@grpc/grpc-js";
+import { grpcError, InvariantError, type Logger, unary } from "@runnel/common";
+import {
+  type BrokerEndpoint,
+  type ControllerServiceServer,
+  ErrorCode,
+  type MetadataEvent,
+  type WatchMetadataRequest,
+} from "@runnel/proto";
+import {
+  alterPartition,
+  alterTopicConfigs,
+  brokerEpochProblem,
+  type ClusterState,
+  type CommandResult,
+  controlledShutdown,
+  createTopics,
+  deleteTopics,
+  describeCluster,
+  heartbeat,
+  initProducerId,
+  type MetadataConfig,
+  registerBroker,
+  snapshotOf,
+  tick,
+  type TopicOutcome,
+} from "../metadata/index.js";
+import type { MetadataStore } from "../store/index.js";
+import { CommandQueue } from "./queue.js";
+import * as v from "./validate.js";
+import { MetadataSubscriber, maxSubscribers } from "./watch.js";
+
+export { CommandQueue, QueueFull } from "./queue.js";
+export { MetadataSubscriber, maxSubscriberBacklogEvents, maxSubscribers } from "./watch.js";
+
+/** Commands waiting for the state machine at most; more are refused with RESOURCE_EXHAUSTED. */
+export const maxQueuedCommands = 4096;
+export const groupsNotImplementedMessage = "consumer groups are not implemented yet";
+
+export interface ControllerCoreOptions {
+  store: MetadataStore;
+  state: ClusterState;
+  config: MetadataConfig;
+  heartbeatIntervalMs: number;
+  logger: Logger;
+  /** Called with an InvariantError (or a store failure during a tick): the process must stop. */
+  onFatal: (err: unknown) => void;
+  /** Injected clock for the adapter (the state machine itself never reads a clock). */
+  nowMs?: () => number;
+}
+
+/** The state, the command queue and the subscribers; the gRPC handlers are built on it. */
+export class ControllerCore {
+  private current: ClusterState;
+  readonly queue = new CommandQueue(maxQueuedCommands);
+  private readonly subscribers = new Set<MetadataSubscriber>();
+  private tickQueued = false;
+  private stopped = false;
+  private readonly nowMs: () => number;
+  controllerEndpoint: BrokerEndpoint = { brokerId: -1, host: "", port: 0, rack: "" };
+
+  constructor(private readonly options: ControllerCoreOptions) {
+    this.current = options.state;
+    this.nowMs = options.nowMs ?? Date.now;
+  }
+
+  get state(): ClusterState {
+    return this.current;
+  }
+
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  /** Runs a command in the queue: state machine, then persist, then publish, then the answer. */
+  execute<R>(name: string, command: (state: ClusterState, nowMs: number) => CommandResult<R>): Promise<R> {
+    return this.queue.run(async () => {
+      if (this.stopped) throw new Error("controller is shutting down");
+      let result: CommandResult<R>;
+      try {
+        result = command(this.current, this.nowMs());
+      } catch (err) {
+        if (err instanceof InvariantError) this.options.onFatal(err);
+        throw err;
+      }
+      if (result.state !== this.current) {
+        const written = await this.options.store.persist(this.current, result.state);
+        if (written > 0) this.options.logger.debug({ command: name, records: written, metadataVersion: result.state.metadataVersion.toString() }, "metadata persisted");
+        this.current = result.state;
+      }
+      if (result.delta !== undefined) {
+        const event: MetadataEvent = { metadataVersion: this.current.metadataVersion, event: { $case: "delta", value: result.delta } };
+        for (const s of this.subscribers) s.offer(event);
+      }
+      return result.response;
+    });
+  }
+
+  /** Queues a tick unless one is already waiting (a slow store must not pile ticks up). */
+  requestTick(): void {
+    if (this.tickQueued || this.stopped) return;
+    this.tickQueued = true;
+    this.execute("tick", (state, now) => {
+      this.tickQueued = false;
+      return tick(state, now, this.options.config);
+    }).then(
+      ({ fencedBrokerIds }) => {
+        if (fencedBrokerIds.length > 0) this.options.logger.warn({ brokerIds: fencedBrokerIds }, "broker sessions expired: fenced, leaderships moved");
+      },
+      (err: unknown) => {
+        this.tickQueued = false;
+        if (this.stopped) return;
+        this.options.onFatal(err);
+      },
+    );
+  }
+
+  /** Starts a metadata stream: the snapshot now, then every delta published after it. */
+  subscribe(call: grpc.ServerWritableStream<WatchMetadataRequest, MetadataEvent>): void {
+    const subscriber = new MetadataSubscriber(call, (s) => this.subscribers.delete(s));
+    this.subscribers.add(subscriber);
+    subscriber.offer({ metadataVersion: this.current.metadataVersion, event: { $case: "snapshot", value: snapshotOf(this.current) } });
+  }
+
+  /** Refuses new commands, waits for queued ones, and ends every metadata stream (watchers reconnect). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.queue.drain();
+    for (const s of [...this.subscribers]) s.fail(grpc.status.UNAVAILABLE, "controller is shutting down; reconnect to resync");
+    this.subscribers.clear();
+  }
+
+  /** The ControllerService handlers. */
+  service(): ControllerServiceServer {
+    const logger = this.options.logger;
+    const onUnexpected = (err: unknown, method: string) => {
+      if (err instanceof InvariantError) return; // already reported through onFatal
+      logger.error({ err, method }, "controller request failed");
+    };
+    // Checked before the handler runs; the handler queues in the same tick, so nothing can
+    // interleave between this check and its place in the queue.
+    const queued = <Req, Res>(handler: (request: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> => {
+      const inner = unary<Req, Res>((request) => handler(request), onUnexpected);
+      return (call, callback) => {
+        if (this.queue.length >= this.queue.maxQueuedCommands) {
+          callback(grpcError(grpc.status.RESOURCE_EXHAUSTED, `controller command queue is full (${this.queue.maxQueuedCommands} waiting); retry after a backoff`));
+          return;
+        }
+        inner(call, callback);
+      };
+    };
+    const config = this.options.config;
+    const notImplemented: grpc.handleUnaryCall<unknown, never> = (_call, callback) =>
+      callback(grpcError(grpc.status.UNIMPLEMENTED, groupsNotImplementedMessage));
+    const topicResults = (outcomes: TopicOutcome[]) =>
+      outcomes.map((o) => ({ name: o.name, errorCode: o.errorCode, errorMessage: o.errorMessage, topicId: o.topicId }));
+
+    return {
+      registerBroker: queued(async (r) => {
+        v.validateRegisterBroker(r);
+        const res = await this.execute("registerBroker", (s, now) =>
+          registerBroker(s, { brokerId: r.brokerId, host: r.host, port: r.port, rack: r.rack, incarnationId: r.incarnationId }, now, config),
+        );
+        if (res.errorCode === ErrorCode.ERROR_CODE_NONE) logger.info({ brokerId: r.brokerId, brokerEpoch: res.brokerEpoch.toString(), host: r.host, port: r.port, rack: r.rack }, "broker registered");
+        else logger.warn({ brokerId: r.brokerId, reason: res.errorMessage }, "broker registration refused");
+        return {
+          errorCode: res.errorCode,
+          errorMessage: res.errorMessage,
+          brokerEpoch: res.brokerEpoch,
+          heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+          sessionTimeoutMs: config.sessionTimeoutMs,
+        };
+      }),
+      brokerHeartbeat: queued(async (r) => {
+        v.validateHeartbeat(r);
+        return this.execute("heartbeat", (s, now) => heartbeat(s, { brokerId: r.brokerId, brokerEpoch: r.brokerEpoch }, now));
+      }),
+      watchMetadata: (call) => {
+        try {
+          v.validateWatchMetadata(call.request);
+        } catch (err) {
+          call.emit("error", grpcError(grpc.status.INVALID_ARGUMENT, (err as Error).message));
+          return;
+        }
+        const { brokerId, brokerEpoch } = call.request;
+        if (brokerId >= 0) {
+          const problem = brokerEpochProblem(this.current, brokerId, brokerEpoch);
+          if (problem !== undefined) {
+            call.emit("error", grpcError(grpc.status.FAILED_PRECONDITION, `STALE_BROKER_EPOCH: ${problem}`));
+            return;
+          }
+        }
+        if (this.stopped) {
+          call.emit("error", grpcError(grpc.status.UNAVAILABLE, "controller is shutting down"));
+          return;
+        }
+        if (this.subscribers.size >= maxSubscribers) {
+          call.emit("error", grpcError(grpc.status.RESOURCE_EXHAUSTED, `too many metadata watchers (at most ${maxSubscribers})`));
+          return;
+        }
+        this.subscribe(call);
+      },
+      alterPartition: queued(async (r) => {
+        v.validateAlterPartition(r);
+        const res = await this.execute("alterPartition", (s) =>
+          alterPartition(s, {
+            brokerId: r.brokerId,
+            brokerEpoch: r.brokerEpoch,
+            topic: r.topic,
+            partition: r.partition,
+            leaderEpoch: r.leaderEpoch,
+            partitionEpoch: r.partitionEpoch,
+            newIsr: r.newIsr,
+          }),
+        );
+        return { errorCode: res.errorCode, errorMessage: res.errorMessage, partition: res.partition };
+      }),
+      controlledShutdown: queued(async (r) => {
+        v.validateControlledShutdown(r);
+        const res = await this.execute("controlledShutdown", (s) => controlledShutdown(s, { brokerId: r.brokerId, brokerEpoch: r.brokerEpoch }));
+        if (res.errorCode === ErrorCode.ERROR_CODE_NONE) logger.info({ brokerId: r.brokerId, remaining: res.remainingLeaderships }, "controlled shutdown: leaderships moved");
+        return res;
+      }),
+      createTopics: queued(async (r) => {
+        v.validateCreateTopics(r);
+        const outcomes = await this.execute("createTopics", (s) =>
+          createTopics(
+            s,
+            r.topics.map((t) => ({ name: t.name, partitions: t.partitions, replicationFactor: t.replicationFactor, configs: t.configs })),
+            r.validateOnly,
+          ),
+        );
+        for (const o of outcomes) if (o.errorCode === ErrorCode.ERROR_CODE_NONE && !r.validateOnly) logger.info({ topic: o.name, topicId: o.topicId }, "topic created");
+        return { topics: topicResults(outcomes) };
+      }),
+      deleteTopics: queued(async (r) => {
+        v.validateDeleteTopics(r);
+        const outcomes = await this.execute("deleteTopics", (s) => deleteTopics(s, r.names));
+        for (const o of outcomes) if (o.errorCode === ErrorCode.ERROR_CODE_NONE) logger.info({ topic: o.name, topicId: o.topicId }, "topic deleted");
+        return { topics: topicResults(outcomes) };
+      }),
+      alterTopicConfigs: queued(async (r) => {
+        v.validateAlterTopicConfigs(r);
+        const outcomes = await this.execute("alterTopicConfigs", (s) => alterTopicConfigs(s, r.topics.map((t) => ({ name: t.name, set: t.set, remove: t.remove }))));
+        return { topics: topicResults(outcomes) };
+      }),
+      describeCluster: unary(async () => describeCluster(this.current, this.controllerEndpoint), onUnexpected),
+      initProducerId: queued(async (r) => {
+        v.validateInitProducerId(r);
+        return this.execute("initProducerId", (s) => initProducerId(s, { producerId: r.producerId, producerEpoch: r.producerEpoch }));
+      }),
+      consumerGroupHeartbeat: notImplemented,
+      offsetCommit: notImplemented,
+      offsetFetch: notImplemented,
+      listGroups: notImplemented,
+      describeGroups: notImplemented,
+    };
+  }
+}

@@ -1,0 +1,120 @@
+// Request validation at the gRPC edge: a request malformed as a whole throws InvalidRequest, which
+// the handler answers with INVALID_ARGUMENT and the readable reason. Per-topic problems (bad names,
+// counts, configs) are not malformed requests; the state machine answers them with error codes.
+import { InvalidRequest } from "@runnel/common";
+import type {
+  AlterPartitionRequest,
+  AlterTopicConfigsRequest,
+  BrokerHeartbeatRequest,
+  ControlledShutdownRequest,
+  CreateTopicsRequest,
+  DeleteTopicsRequest,
+  InitProducerIdRequest,
+  RegisterBrokerRequest,
+  WatchMetadataRequest,
+} from "@runnel/proto";
+
+export const maxHostChars = 255;
+export const maxRackChars = 255;
+export const maxIncarnationIdChars = 128;
+/** Topics in one CreateTopics, DeleteTopics or AlterTopicConfigs request. */
+export const maxTopicsPerRequest = 1000;
+/** Configuration entries (set or removed) per topic in one request. */
+export const maxConfigEntriesPerTopic = 64;
+/** Longest configuration key or value accepted, in characters. */
+export const maxConfigEntryChars = 1024;
+/** Longest topic name looked at; longer ones are refused whole (valid names are at most 249). */
+export const maxTopicNameCharsInRequest = 1024;
+/** Members of a proposed ISR. */
+export const maxIsrMembers = 1024;
+const int32Max = 2 ** 31 - 1;
+
+function check(condition: boolean, reason: () => string): void {
+  if (!condition) throw new InvalidRequest(reason());
+}
+
+function checkBrokerId(brokerId: number): void {
+  check(brokerId >= 0, () => `broker_id ${brokerId} must be >= 0`);
+}
+
+function checkBrokerEpoch(epoch: bigint): void {
+  check(epoch >= 1n, () => `broker_epoch ${epoch} must be >= 1 (the epoch from RegisterBroker)`);
+}
+
+function checkTopicName(name: string, field: string): void {
+  check(name.length <= maxTopicNameCharsInRequest, () => `${field} is ${name.length} characters; at most ${maxTopicNameCharsInRequest} are looked at`);
+}
+
+function checkConfigs(entries: [string, string][], removed: string[], topic: string): void {
+  check(entries.length + removed.length <= maxConfigEntriesPerTopic, () => `topic ${topic}: ${entries.length + removed.length} config entries; at most ${maxConfigEntriesPerTopic}`);
+  for (const [k, v] of entries) {
+    check(k.length <= maxConfigEntryChars && v.length <= maxConfigEntryChars, () => `topic ${topic}: config entry "${k.slice(0, 64)}" is longer than ${maxConfigEntryChars} characters`);
+  }
+  for (const k of removed) check(k.length <= maxConfigEntryChars, () => `topic ${topic}: removed config key is longer than ${maxConfigEntryChars} characters`);
+}
+
+export function validateRegisterBroker(r: RegisterBrokerRequest): void {
+  checkBrokerId(r.brokerId);
+  check(r.host.length > 0 && r.host.length <= maxHostChars, () => `host must be 1 to ${maxHostChars} characters`);
+  check(r.port >= 1 && r.port <= 65535, () => `port ${r.port} is outside 1..65535`);
+  check(r.rack.length <= maxRackChars, () => `rack is longer than ${maxRackChars} characters`);
+  check(r.incarnationId.length <= maxIncarnationIdChars, () => `incarnation_id is longer than ${maxIncarnationIdChars} characters`);
+}
+
+export function validateHeartbeat(r: BrokerHeartbeatRequest): void {
+  checkBrokerId(r.brokerId);
+  checkBrokerEpoch(r.brokerEpoch);
+  check(r.metadataVersion >= 0n, () => `metadata_version ${r.metadataVersion} must be >= 0`);
+}
+
+export function validateWatchMetadata(r: WatchMetadataRequest): void {
+  check(r.brokerId >= -1, () => `broker_id ${r.brokerId} must be a broker id (>= 0) or -1 for an observer`);
+  if (r.brokerId >= 0) checkBrokerEpoch(r.brokerEpoch);
+}
+
+export function validateAlterPartition(r: AlterPartitionRequest): void {
+  checkBrokerId(r.brokerId);
+  checkBrokerEpoch(r.brokerEpoch);
+  check(r.topic.length > 0, () => "topic is empty");
+  checkTopicName(r.topic, "topic");
+  check(r.partition >= 0, () => `partition ${r.partition} must be >= 0`);
+  check(r.leaderEpoch >= 0, () => `leader_epoch ${r.leaderEpoch} must be >= 0`);
+  check(r.partitionEpoch >= 0, () => `partition_epoch ${r.partitionEpoch} must be >= 0`);
+  check(r.newIsr.length > 0, () => "new_isr is empty; it must include the leader");
+  check(r.newIsr.length <= maxIsrMembers, () => `new_isr has ${r.newIsr.length} members; at most ${maxIsrMembers}`);
+  check(r.newIsr.every((b) => b >= 0), () => `new_isr [${r.newIsr.join(",")}] has a negative broker id`);
+}
+
+export function validateControlledShutdown(r: ControlledShutdownRequest): void {
+  checkBrokerId(r.brokerId);
+  checkBrokerEpoch(r.brokerEpoch);
+}
+
+export function validateCreateTopics(r: CreateTopicsRequest): void {
+  check(r.topics.length > 0, () => "topics is empty");
+  check(r.topics.length <= maxTopicsPerRequest, () => `${r.topics.length} topics in one request; at most ${maxTopicsPerRequest}`);
+  for (const t of r.topics) {
+    checkTopicName(t.name, "topic name");
+    checkConfigs(Object.entries(t.configs), [], t.name);
+  }
+}
+
+export function validateDeleteTopics(r: DeleteTopicsRequest): void {
+  check(r.names.length > 0, () => "names is empty");
+  check(r.names.length <= maxTopicsPerRequest, () => `${r.names.length} topics in one request; at most ${maxTopicsPerRequest}`);
+  for (const n of r.names) checkTopicName(n, "topic name");
+}
+
+export function validateAlterTopicConfigs(r: AlterTopicConfigsRequest): void {
+  check(r.topics.length > 0, () => "topics is empty");
+  check(r.topics.length <= maxTopicsPerRequest, () => `${r.topics.length} topics in one request; at most ${maxTopicsPerRequest}`);
+  for (const t of r.topics) {
+    checkTopicName(t.name, "topic name");
+    checkConfigs(Object.entries(t.set), t.remove, t.name);
+  }
+}
+
+export function validateInitProducerId(r: InitProducerIdRequest): void {
+  check(r.producerId >= 0n, () => `producer_id ${r.producerId} must be >= 0`);
+  if (r.producerId > 0n) check(r.producerEpoch >= 0 && r.producerEpoch <= int32Max, () => `producer_epoch ${r.producerEpoch} must be >= 0`);
+}
