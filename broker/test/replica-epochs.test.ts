@@ -4,7 +4,7 @@ import {
   checkEpochEntries,
   divergence,
   endOffsetForEpoch,
-  InvariantError,
+  PartitionInvariantError,
   latestEpoch,
   truncateEpochsFromEnd,
   truncateEpochsFromStart,
@@ -64,7 +64,7 @@ describe("epoch cache maintenance", () => {
     expect(assignEpoch([e(1, 0), e(3, 5)], 4, 5n, name)).toEqual([e(1, 0), e(4, 5)]);
   });
   it("refuses an older epoch after a newer one: the log was not truncated first", () => {
-    expect(() => assignEpoch(cache, 2, 12n, name)).toThrow(InvariantError);
+    expect(() => assignEpoch(cache, 2, 12n, name)).toThrow(PartitionInvariantError);
     expect(() => assignEpoch(cache, 2, 12n, name)).toThrow(/t-0: leader epoch 2 at offset 12/);
   });
   it("truncates from the end and from the start like Kafka", () => {

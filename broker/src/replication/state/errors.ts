@@ -1,9 +1,12 @@
+import { InvariantError } from "@runnel/common";
+
 /**
- * A broken replication invariant: a programmer error or corrupted state, never bad network input.
- * The only safe reaction is to stop serving the partition loudly, so this is thrown, not returned.
+ * A broken replication invariant of one partition: a programmer error or corrupted state, never bad
+ * network input. The only safe reaction is to stop loudly, so it is thrown, not returned; it is an
+ * InvariantError from @runnel/common, which processes treat as fatal.
  */
-export class InvariantError extends Error {
-  override readonly name = "InvariantError";
+export class PartitionInvariantError extends InvariantError {
+  override name = "PartitionInvariantError";
   constructor(
     /** "topic-partition" the broken invariant belongs to. */
     readonly partitionName: string,
@@ -14,7 +17,7 @@ export class InvariantError extends Error {
 }
 
 export function invariant(condition: boolean, partitionName: string, message: () => string): asserts condition {
-  if (!condition) throw new InvariantError(partitionName, message());
+  if (!condition) throw new PartitionInvariantError(partitionName, message());
 }
 
 export function partitionName(topic: string, partition: number): string {

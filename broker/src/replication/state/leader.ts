@@ -7,7 +7,7 @@
 // high watermark. Under "memory" durability the append alone counts (Kafka's trade).
 import { ErrorCode, type Durability, type EpochEndOffset } from "@runnel/proto";
 import { assignEpoch, checkEpochEntries, divergence, endOffsetForEpoch, type EpochEntries, type EpochEntry } from "./epochs.js";
-import { invariant, InvariantError, maxBigint, minBigint, partitionName } from "./errors.js";
+import { invariant, maxBigint, minBigint, partitionName, PartitionInvariantError } from "./errors.js";
 
 /** Pending acks=all produce requests one partition may hold; beyond it admission answers THROTTLED. */
 export const maxPendingAcksPerPartition = 10_000;
@@ -451,6 +451,6 @@ export class LeaderState {
   }
 
   private checkActive(): void {
-    if (this.resigned) throw new InvariantError(this.name, `leader state for epoch ${this.leaderEpoch} used after it resigned`);
+    if (this.resigned) throw new PartitionInvariantError(this.name, `leader state for epoch ${this.leaderEpoch} used after it resigned`);
   }
 }
