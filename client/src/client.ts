@@ -1,0 +1,70 @@
+// The Runnel client: one channel pool and one metadata cache shared by every producer, consumer and
+// admin made from it. The controller's address is learned from Metadata, never configured.
+import { Admin } from "./admin/index.js";
+import { Consumer, type ConsumerOptions } from "./consumer/index.js";
+import { ClusterMetadata } from "./metadata/index.js";
+import { ChannelPool, defaultRequestTimeoutMs } from "./network/index.js";
+import { Producer, type ProducerOptions } from "./producer/index.js";
+import { retryPolicy, type RetryOptions } from "./retry/index.js";
+
+export interface RunnelOptions {
+  /** One or more broker addresses ("host:port", or a comma-separated list). */
+  bootstrap: string | string[];
+  /** Names this client in server logs. */
+  clientId?: string;
+  /** Deadline of each request that is not a long poll, in milliseconds (default 30000). */
+  requestTimeoutMs?: number;
+  /** Retry policy for every retriable failure. */
+  retry?: RetryOptions;
+}
+
+export class Runnel {
+  readonly clientId: string;
+  private readonly pool: ChannelPool;
+  readonly metadata: ClusterMetadata;
+  private readonly retry: RetryOptions;
+  private readonly requestTimeoutMs: number;
+  private readonly producers = new Set<Producer>();
+  private readonly consumers = new Set<Consumer>();
+
+  constructor(options: RunnelOptions) {
+    this.clientId = options.clientId ?? "runnel-client";
+    this.requestTimeoutMs = options.requestTimeoutMs ?? defaultRequestTimeoutMs;
+    if (!(this.requestTimeoutMs >= 1)) throw new RangeError(`requestTimeoutMs must be >= 1, got ${this.requestTimeoutMs}`);
+    this.retry = retryPolicy(options.retry);
+    this.pool = new ChannelPool(this.requestTimeoutMs);
+    this.metadata = new ClusterMetadata(this.pool, options.bootstrap);
+  }
+
+  private context() {
+    return { pool: this.pool, metadata: this.metadata, retry: this.retry, requestTimeoutMs: this.requestTimeoutMs };
+  }
+
+  producer(options: ProducerOptions = {}): Producer {
+    const p = new Producer(this.context(), options);
+    this.producers.add(p);
+    return p;
+  }
+
+  consumer(options: ConsumerOptions = {}): Consumer {
+    const c = new Consumer(this.context(), options);
+    this.consumers.add(c);
+    return c;
+  }
+
+  admin(): Admin {
+    return new Admin(this.context());
+  }
+
+  /** Fetches cluster metadata once; throws ConnectionError when no bootstrap broker answers. */
+  async connect(): Promise<void> {
+    await this.metadata.refresh();
+  }
+
+  /** Flushes and closes producers, closes consumers, then every connection. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.producers].map((p) => p.close()));
+    await Promise.allSettled([...this.consumers].map((c) => c.close()));
+    this.pool.close();
+  }
+}
