@@ -1,0 +1,161 @@
+import { describe, expect, test } from "vitest";
+import { buildBatch, RecordBatch, type RecordBatchHeader } from "@runnel/proto";
+import {
+  decodeStoredHeader,
+  encodeStoredBatch,
+  keyOffset,
+  MalformedBatchError,
+  offsetKey,
+  storeWireBatch,
+  summarizeBatch,
+  verifiedWire,
+} from "../src/log/codec.js";
+import { LeaderEpochCache } from "../src/log/epoch-cache.js";
+import { InvariantError } from "../src/log/index.js";
+
+function header(overrides: Partial<RecordBatchHeader>): RecordBatchHeader {
+  return {
+    baseOffset: 0n,
+    recordCount: 1,
+    firstTimestamp: 0n,
+    maxTimestamp: 0n,
+    leaderEpoch: 0,
+    producerId: 0n,
+    producerEpoch: 0,
+    baseSequence: 0,
+    crc: 0,
+    attributes: 0,
+    ...overrides,
+  };
+}
+
+describe("stored batch codec", () => {
+  test("keys sort like offsets and round-trip", () => {
+    const offsets = [0n, 1n, 255n, 256n, 1n << 40n, (1n << 63n) - 1n];
+    const keys = offsets.map(offsetKey);
+    for (let i = 1; i < keys.length; i++) expect(Buffer.compare(keys[i - 1]!, keys[i]!)).toBe(-1);
+    expect(keys.map(keyOffset)).toEqual(offsets);
+    expect(() => offsetKey(-1n)).toThrow(RangeError);
+  });
+
+  test("the stored value is a checksum prefix plus exactly RecordBatch.encode's bytes", () => {
+    const batch = buildBatch([{ value: new Uint8Array(300).fill(7) }, { key: new Uint8Array([1]), value: undefined }], { nowMs: 5 });
+    const h = header({ ...batch.header!, baseOffset: 1234567n, leaderEpoch: 9, producerId: -1n });
+    const stored = encodeStoredBatch(h, batch.records);
+    const wire = verifiedWire(stored);
+    expect(wire).toBeDefined();
+    expect(Buffer.from(wire!)).toEqual(Buffer.from(RecordBatch.encode({ header: h, records: batch.records }).finish()));
+    expect(decodeStoredHeader(wire!)).toEqual(h);
+    // The follower's form of the same bytes is identical.
+    expect(Buffer.from(storeWireBatch(wire!))).toEqual(Buffer.from(stored));
+  });
+
+  test("header summary handles large, negative and default values", () => {
+    const cases: RecordBatchHeader[] = [
+      header({}),
+      header({ baseOffset: (1n << 62n) + 5n, recordCount: 70000, firstTimestamp: -1n, maxTimestamp: 1_700_000_000_000n, leaderEpoch: 2147483647, crc: 0xffffffff }),
+      header({ baseOffset: 1n << 53n, recordCount: 2, firstTimestamp: -(1n << 40n), maxTimestamp: (1n << 63n) - 1n, leaderEpoch: 3, attributes: 8 }),
+    ];
+    for (const h of cases) {
+      const records = new Uint8Array([10, 0]);
+      const wire = RecordBatch.encode({ header: h, records }).finish();
+      const s = summarizeBatch(wire);
+      expect({ base: s.baseOffset, count: s.recordCount, first: s.firstTimestamp, max: s.maxTimestamp, epoch: s.leaderEpoch, crc: s.crc }).toEqual({
+        base: h.baseOffset,
+        count: h.recordCount,
+        first: h.firstTimestamp,
+        max: h.maxTimestamp,
+        epoch: h.leaderEpoch,
+        crc: h.crc,
+      });
+      expect(s.lastOffset).toBe(h.baseOffset + BigInt(h.recordCount - 1));
+      expect(Buffer.from(wire.subarray(s.recordsStart, s.recordsEnd))).toEqual(Buffer.from(records));
+    }
+  });
+
+  test("malformed wire bytes are a MalformedBatchError, never a crash", () => {
+    const good = RecordBatch.encode({ header: header({ recordCount: 3 }), records: new Uint8Array([10, 0]) }).finish();
+    expect(() => summarizeBatch(good.subarray(0, good.length - 1))).toThrow(MalformedBatchError);
+    expect(() => summarizeBatch(new Uint8Array([0x12, 0x00]))).toThrow(/no header/);
+    expect(() => summarizeBatch(new Uint8Array([0x0a, 0x7f]))).toThrow(MalformedBatchError);
+    expect(() => summarizeBatch(new Uint8Array([0x0a, 0x00]))).toThrow(/record_count 0/);
+    expect(() => summarizeBatch(new Uint8Array(12).fill(0xff))).toThrow(MalformedBatchError);
+    expect(() => summarizeBatch(new Uint8Array([0x0b]))).toThrow(MalformedBatchError);
+  });
+
+  test("a flipped bit fails the storage checksum", () => {
+    const stored = encodeStoredBatch(header({ recordCount: 1 }), new Uint8Array([10, 0]));
+    stored[stored.length - 1] ^= 1;
+    expect(verifiedWire(stored)).toBeUndefined();
+    expect(verifiedWire(new Uint8Array(2))).toBeUndefined();
+  });
+});
+
+describe("leader epoch cache (Kafka's LeaderEpochFileCache rules)", () => {
+  test("assign keeps the first start of an epoch and rejects nothing that only repeats it", () => {
+    const cache = new LeaderEpochCache("t-0");
+    expect(cache.latestEpoch()).toBe(-1);
+    expect(cache.assign(1, 0n)).toBe(true);
+    expect(cache.assign(1, 10n)).toBe(false);
+    expect(cache.assign(3, 20n)).toBe(true);
+    expect(cache.entries()).toEqual([
+      { epoch: 1, startOffset: 0n },
+      { epoch: 3, startOffset: 20n },
+    ]);
+  });
+
+  test("assign drops entries that would break monotonicity", () => {
+    const cache = new LeaderEpochCache("t-0", [
+      { epoch: 1, startOffset: 0n },
+      { epoch: 3, startOffset: 20n },
+      { epoch: 4, startOffset: 30n },
+    ]);
+    expect(cache.assign(5, 25n)).toBe(true);
+    expect(cache.entries()).toEqual([
+      { epoch: 1, startOffset: 0n },
+      { epoch: 3, startOffset: 20n },
+      { epoch: 5, startOffset: 25n },
+    ]);
+  });
+
+  test("endOffsetFor: latest epoch ends at the log end, earlier ones where the next starts", () => {
+    const cache = new LeaderEpochCache("t-0", [
+      { epoch: 2, startOffset: 0n },
+      { epoch: 4, startOffset: 10n },
+      { epoch: 7, startOffset: 25n },
+    ]);
+    expect(cache.endOffsetFor(7, 40n)).toEqual({ leaderEpoch: 7, endOffset: 40n });
+    expect(cache.endOffsetFor(4, 40n)).toEqual({ leaderEpoch: 4, endOffset: 25n });
+    // An epoch this replica never saw: the largest epoch below it, ending where the next begins.
+    expect(cache.endOffsetFor(5, 40n)).toEqual({ leaderEpoch: 4, endOffset: 25n });
+    expect(cache.endOffsetFor(3, 40n)).toEqual({ leaderEpoch: 2, endOffset: 10n });
+    expect(cache.endOffsetFor(2, 40n)).toEqual({ leaderEpoch: 2, endOffset: 10n });
+    expect(cache.endOffsetFor(1, 40n)).toBeUndefined();
+    expect(cache.endOffsetFor(8, 40n)).toBeUndefined();
+    expect(cache.endOffsetFor(-1, 40n)).toBeUndefined();
+    expect(new LeaderEpochCache("t-0").endOffsetFor(0, 0n)).toBeUndefined();
+  });
+
+  test("truncation from the end and from the start", () => {
+    const cache = new LeaderEpochCache("t-0", [
+      { epoch: 2, startOffset: 0n },
+      { epoch: 4, startOffset: 10n },
+      { epoch: 7, startOffset: 25n },
+    ]);
+    expect(cache.truncateFromEnd(25n)).toBe(true);
+    expect(cache.latestEpoch()).toBe(4);
+    expect(cache.truncateFromStart(12n)).toBe(true);
+    expect(cache.entries()).toEqual([{ epoch: 4, startOffset: 12n }]);
+    expect(cache.truncateFromStart(5n)).toBe(false);
+  });
+
+  test("a non-monotonic history is an InvariantError", () => {
+    expect(
+      () =>
+        new LeaderEpochCache("t-0", [
+          { epoch: 4, startOffset: 10n },
+          { epoch: 3, startOffset: 20n },
+        ]),
+    ).toThrow(InvariantError);
+  });
+});
