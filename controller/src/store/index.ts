@@ -1,8 +1,8 @@
 // controller/src/store: the durable copy of the cluster metadata in one LMDB environment (--data-dir).
 // Every command's changes are written in one transaction and flushed to disk before the command is
 // answered or its delta published, so a kill -9 (or power loss) never forgets an answered change.
-// Records: ["meta"] (cluster id, metadata version, next broker epoch / producer id / topic sequence),
-// ["broker", id], ["topic", name], ["partition", name, index], ["producer", id]. Only what changed is
+// Records: "meta" (cluster id, metadata version, next broker epoch / producer id / topic sequence),
+// "broker/<id>", "topic/<name>", "partition/<name>/<index>", "producer/<id>". Only what changed is
 // written: the state is copy-on-write, so a changed record is a different object.
 // Liveness is not stored: on load every broker is "not alive" and gets one session timeout of grace.
 import { mkdirSync } from "node:fs";
@@ -22,7 +22,8 @@ export const storeFormatVersion = 1;
 /** LMDB map size: the metadata of 100k partitions is a few tens of MiB. */
 export const maxStoreBytes = 1024 * 1024 * 1024;
 
-type Key = (string | number)[];
+/** "meta", "broker/<id>", "topic/<name>", "partition/<name>/<index>", "producer/<id>" (topic names cannot contain "/"). */
+type Key = string;
 
 interface MetaValue {
   formatVersion: number;
@@ -82,10 +83,10 @@ export class MetadataStore {
    * Brokers come back not alive with a session starting at nowMs (one timeout of grace).
    */
   async load(newClusterId: () => string, nowMs: number): Promise<ClusterState> {
-    const meta = this.db.get(["meta"]) as MetaValue | undefined;
+    const meta = this.db.get("meta") as MetaValue | undefined;
     if (meta === undefined) {
       const state = initialState(newClusterId(), nowMs);
-      await this.db.transaction(() => this.db.putSync(["meta"], metaValueOf(state)));
+      await this.db.transaction(() => this.db.putSync("meta", metaValueOf(state)));
       await this.db.flushed;
       return state;
     }
@@ -97,7 +98,8 @@ export class MetadataStore {
     const partitions = new Map<string, Map<number, PartitionRecord>>();
     const producerEpochs = new Map<bigint, number>();
     for (const { key, value } of this.db.getRange({})) {
-      const kind = key[0];
+      const parts = key.split("/");
+      const kind = parts[0];
       if (kind === "broker") {
         const v = value as BrokerValue;
         brokers.set(v.id, {
@@ -115,14 +117,14 @@ export class MetadataStore {
         const v = value as TopicValue;
         topicValues.set(v.name, v);
       } else if (kind === "partition") {
-        const name = key[1] as string;
+        const name = parts[1]!;
         let map = partitions.get(name);
         if (map === undefined) partitions.set(name, (map = new Map()));
-        map.set(key[2] as number, value as PartitionValue);
+        map.set(Number(parts[2]), value as PartitionValue);
       } else if (kind === "producer") {
-        producerEpochs.set(BigInt(key[1] as string), value as number);
+        producerEpochs.set(BigInt(parts[1]!), value as number);
       } else if (kind !== "meta") {
-        throw new StoreCorruption(`controller store has an unknown record ${JSON.stringify(key)}`);
+        throw new StoreCorruption(`controller store has an unknown record "${key}"`);
       }
     }
     const topics = new Map<string, TopicRecord>();
@@ -172,7 +174,7 @@ export class MetadataStore {
       prev.nextProducerId !== next.nextProducerId ||
       prev.nextTopicSeq !== next.nextTopicSeq
     ) {
-      puts.push([["meta"], metaValueOf(next)]);
+      puts.push(["meta", metaValueOf(next)]);
     }
     if (prev.brokers !== next.brokers) {
       for (const [id, b] of next.brokers) {
@@ -181,7 +183,7 @@ export class MetadataStore {
         // Liveness alone is not stored (it is rebuilt at load), so only durable fields count.
         const value = brokerValueOf(b);
         if (old !== undefined && JSON.stringify(brokerValueOf(old)) === JSON.stringify(value)) continue;
-        puts.push([["broker", id], value]);
+        puts.push([`broker/${id}`, value]);
       }
     }
     if (prev.topics !== next.topics) {
@@ -190,23 +192,23 @@ export class MetadataStore {
         if (old === t) continue;
         if (old === undefined || old.topicId !== t.topicId) {
           if (old !== undefined) this.removeTopicKeys(old, removes);
-          puts.push([["topic", name], topicValueOf(t)]);
-          t.partitions.forEach((p, i) => puts.push([["partition", name, i], partitionValueOf(p)]));
+          puts.push([`topic/${name}`, topicValueOf(t)]);
+          t.partitions.forEach((p, i) => puts.push([`partition/${name}/${i}`, partitionValueOf(p)]));
           continue;
         }
-        if (old.configs !== t.configs) puts.push([["topic", name], topicValueOf(t)]);
+        if (old.configs !== t.configs) puts.push([`topic/${name}`, topicValueOf(t)]);
         if (old.partitions !== t.partitions) {
           invariant(old.partitions.length === t.partitions.length, () => `topic ${name} partition count changed from ${old.partitions.length} to ${t.partitions.length}`);
           t.partitions.forEach((p, i) => {
-            if (old.partitions[i] !== p) puts.push([["partition", name, i], partitionValueOf(p)]);
+            if (old.partitions[i] !== p) puts.push([`partition/${name}/${i}`, partitionValueOf(p)]);
           });
         }
       }
       for (const [name, old] of prev.topics) if (!next.topics.has(name)) this.removeTopicKeys(old, removes);
     }
     if (prev.producerEpochs !== next.producerEpochs) {
-      for (const [id, epoch] of next.producerEpochs) if (prev.producerEpochs.get(id) !== epoch) puts.push([["producer", id.toString()], epoch]);
-      for (const id of prev.producerEpochs.keys()) if (!next.producerEpochs.has(id)) removes.push(["producer", id.toString()]);
+      for (const [id, epoch] of next.producerEpochs) if (prev.producerEpochs.get(id) !== epoch) puts.push([`producer/${id}`, epoch]);
+      for (const id of prev.producerEpochs.keys()) if (!next.producerEpochs.has(id)) removes.push(`producer/${id}`);
     }
     if (puts.length === 0 && removes.length === 0) return 0;
     await this.db.transaction(() => {
@@ -218,8 +220,8 @@ export class MetadataStore {
   }
 
   private removeTopicKeys(t: TopicRecord, removes: Key[]): void {
-    removes.push(["topic", t.name]);
-    t.partitions.forEach((_, i) => removes.push(["partition", t.name, i]));
+    removes.push(`topic/${t.name}`);
+    t.partitions.forEach((_, i) => removes.push(`partition/${t.name}/${i}`));
   }
 
   async close(): Promise<void> {
