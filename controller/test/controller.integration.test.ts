@@ -228,6 +228,11 @@ describe("controller over gRPC with LMDB", () => {
     expect(resynced.events[0]!.metadataVersion).toBeGreaterThanOrEqual(before.metadataVersion);
     expect(resynced.snapshot!.topics).toEqual(snapshotBefore.topics); // every topic, leader and epoch as before
 
+    // A broker reconnects its watch with its existing epoch during the grace period.
+    const brokerWatch = new Watcher(c, 1, epochs.get(1)!);
+    watchers.push(brokerWatch);
+    await waitFor("broker 1's watch after the restart", () => brokerWatch.snapshot !== undefined || brokerWatch.error !== undefined);
+    expect(brokerWatch.error).toBeUndefined();
     // Brokers come back with their existing epoch (controller restart, not broker restart) ...
     for (const id of [1, 3]) {
       const res = await call(c.brokerHeartbeat.bind(c), { brokerId: id, brokerEpoch: epochs.get(id)!, metadataVersion: 0n });
