@@ -85,7 +85,7 @@ describe("stored batch codec", () => {
 
   test("a flipped bit fails the storage checksum", () => {
     const stored = encodeStoredBatch(header({ recordCount: 1 }), new Uint8Array([10, 0]));
-    stored[stored.length - 1] ^= 1;
+    stored[stored.length - 1] = stored[stored.length - 1]! ^ 1;
     expect(verifiedWire(stored)).toBeUndefined();
     expect(verifiedWire(new Uint8Array(2))).toBeUndefined();
   });

@@ -355,7 +355,7 @@ describe("follower append", () => {
     expect(() => follower.appendStored([second!])).toThrow(InvalidBatchError);
     expect(() => follower.appendStored([first!, first!])).toThrow(/starts at offset 0, expected 2/);
     const corrupt = Uint8Array.from(second!);
-    corrupt[corrupt.length - 1] ^= 0x40;
+    corrupt[corrupt.length - 1] = corrupt[corrupt.length - 1]! ^ 0x40;
     expect(() => follower.appendStored([first!, corrupt])).toThrow(StorageCorruptionError);
     expect(() => follower.appendStored([new Uint8Array([1, 2, 3])])).toThrow(InvalidBatchError);
     expect(follower.logEndOffset).toBe(0n);
@@ -402,7 +402,7 @@ describe("corruption", () => {
     await threeBatches(log);
     const db = log._db;
     const stored = Buffer.from(db.getBinary(offsetKey(3n))!);
-    stored[stored.length - 2] ^= 0x01;
+    stored[stored.length - 2] = stored[stored.length - 2]! ^ 0x01;
     await db.put(offsetKey(3n), stored);
     expect(() => log.read(0n, 1 << 20, 9n)).toThrow(StorageCorruptionError);
     expect(() => log.read(3n, 1 << 20, 9n)).toThrow(/offset 3/);
@@ -410,7 +410,7 @@ describe("corruption", () => {
 
     // Damage the last batch: recovery must refuse to guess.
     const last = Buffer.from(db.getBinary(offsetKey(5n))!);
-    last[10] ^= 0xff;
+    last[10] = last[10]! ^ 0xff;
     await db.put(offsetKey(5n), last);
     const again = await reopen();
     expect(() => again.openPartition("tid", "orders", 0, keepForever)).toThrow(StorageCorruptionError);
