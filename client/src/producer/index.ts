@@ -16,7 +16,7 @@
 import { ErrorCode, Acks as AcksProto, buildBatch, type ProducerRecord, type RecordBatch, type RecordHeader, type PartitionProduceResponse } from "@runnel/proto";
 import { invariant } from "@runnel/common";
 import {
-  ClientUsageError, DuplicateSequenceError, InvalidProducerEpochError, OutOfOrderSequenceError, RecordTooLargeError,
+  ClientUsageError, InvalidProducerEpochError, UnknownProducerIdError, OutOfOrderSequenceError, RecordTooLargeError,
   RunnelError, UnknownServerError, UnknownTopicError, errorFromCode, errorFromGrpc, needsMetadataRefresh,
 } from "../errors/index.js";
 import type { ChannelPool } from "../network/index.js";
@@ -170,6 +170,8 @@ export class Producer {
   private reinitPending = false;
   private fatal: RunnelError | undefined;
   private closed = false;
+  /** While > 0, records are sent as soon as they are admitted (flush() in progress). */
+  private flushing = 0;
 
   constructor(private readonly ctx: ProducerContext, options: ProducerOptions = {}) {
     this.acks = options.acks ?? "all";
@@ -221,11 +223,19 @@ export class Producer {
 
   /** Seals every open batch and resolves once every record sent so far is acknowledged or failed. */
   async flush(): Promise<void> {
-    for (;;) {
-      if (this.pendingRecords === 0) return;
-      for (const ps of this.partitions.values()) if (ps.open !== undefined) this.seal(ps);
-      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.flushing += 1;
+    try {
+      while (this.pendingRecords > 0) {
+        this.sealAll();
+        await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+      }
+    } finally {
+      this.flushing -= 1;
     }
+  }
+
+  private sealAll(): void {
+    for (const ps of this.partitions.values()) if (ps.open !== undefined) this.seal(ps);
   }
 
   /** Flushes, then refuses further sends. */
@@ -263,6 +273,7 @@ export class Producer {
         }
         this.admission.shift();
         this.append(a, info);
+        if (this.flushing > 0 && this.admission.length === 0) this.sealAll();
       }
     } finally {
       this.admitting = false;
@@ -460,8 +471,10 @@ export class Producer {
       return;
     }
     const isHead = ps.unacked[0] === b;
-    // A later batch is out of order only because an earlier one is unacknowledged: resend after it.
-    const retriable = err.retriable || (err instanceof OutOfOrderSequenceError && !isHead) || err instanceof UnknownTopicError;
+    // A later batch is out of order (or its producer unknown, when the first batch never landed) only
+    // because an earlier one is unacknowledged: resend it after that one.
+    const sequenceWaitsForEarlier = (err instanceof OutOfOrderSequenceError || err instanceof UnknownProducerIdError) && !isHead;
+    const retriable = err.retriable || sequenceWaitsForEarlier || err instanceof UnknownTopicError;
     this.backOff(ps, b, err, retriable);
   }
 
