@@ -52,6 +52,17 @@ export class InvalidRequest extends Error {
   override name = "InvalidRequest";
 }
 
+/** Any other deliberate gRPC status (RESOURCE_EXHAUSTED for load shedding, UNAVAILABLE while starting). */
+export class StatusError extends Error {
+  override name = "StatusError";
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Binds a server, resolving the bound port (port 0 binds a free one). */
 export function bindServer(server: grpc.Server, address: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -87,6 +98,8 @@ export function unary<Req, Res>(
       (err: unknown) => {
         if (err instanceof InvalidRequest) {
           callback(grpcError(grpc.status.INVALID_ARGUMENT, err.message));
+        } else if (err instanceof StatusError) {
+          callback(grpcError(err.code, err.message));
         } else {
           onUnexpected(err, call.getPath());
           callback(grpcError(grpc.status.INTERNAL, err instanceof Error ? err.message : String(err)));
@@ -94,4 +107,24 @@ export function unary<Req, Res>(
       },
     );
   };
+}
+
+type UnaryMethod<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  callback: (error: grpc.ServiceError | null, response: Res) => void,
+) => grpc.ClientUnaryCall;
+
+/** Calls a generated unary client method with a deadline; rejects with the grpc ServiceError. */
+export function callUnary<Req, Res>(client: grpc.Client, method: UnaryMethod<Req, Res>, request: Req, timeoutMs: number): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    method.call(client, request, new grpc.Metadata(), { deadline: deadlineIn(timeoutMs) }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** True for a gRPC error that says the peer could not be reached or did not answer in time. */
+export function isUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.CANCELLED;
 }
