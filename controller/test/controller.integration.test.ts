@@ -8,6 +8,7 @@ import { channelOptions, createLogger } from "@runnel/common";
 import {
   type ClusterSnapshot,
   ControllerServiceClient,
+  ControllerServiceService,
   type DescribeClusterResponse,
   ErrorCode,
   type MetadataEvent,
@@ -21,10 +22,15 @@ const sessionTimeoutMs = 2000;
 const heartbeatIntervalMs = 150;
 const waitDeadlineMs = 20_000;
 
-type Unary<Req, Res> = (req: Req, callback: (err: grpc.ServiceError | null, res: Res) => void) => grpc.ClientUnaryCall;
+type Service = typeof ControllerServiceService;
+type UnaryMethod = { [K in keyof Service]: Service[K]["responseStream"] extends false ? K : never }[keyof Service];
+type RequestOf<K extends UnaryMethod> = ReturnType<Service[K]["requestDeserialize"]>;
+type ResponseOf<K extends UnaryMethod> = ReturnType<Service[K]["responseDeserialize"]>;
 
-function call<Req, Res>(method: Unary<Req, Res>, req: Req): Promise<Res> {
-  return new Promise((resolve, reject) => method(req, (err, res) => (err ? reject(err) : resolve(res))));
+/** A unary call as a promise, typed from the service definition. */
+function rpc<K extends UnaryMethod>(c: ControllerServiceClient, method: K, request: RequestOf<K>): Promise<ResponseOf<K>> {
+  const fn = c[method] as unknown as (req: RequestOf<K>, cb: (err: grpc.ServiceError | null, res: ResponseOf<K>) => void) => void;
+  return new Promise((resolve, reject) => fn.call(c, request, (err, res) => (err ? reject(err) : resolve(res))));
 }
 
 async function callError(promise: Promise<unknown>): Promise<grpc.ServiceError> {
@@ -140,14 +146,14 @@ describe("controller over gRPC with LMDB", () => {
     let c = await start();
     const epochs = new Map<number, bigint>();
     for (const id of [1, 2, 3]) {
-      const res = await call(c.registerBroker.bind(c), { brokerId: id, host: "127.0.0.1", port: 9000 + id, rack: "", incarnationId: `disk-${id}` });
+      const res = await rpc(c, "registerBroker", { brokerId: id, host: "127.0.0.1", port: 9000 + id, rack: "", incarnationId: `disk-${id}` });
       expect(res.errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
       expect(res.sessionTimeoutMs).toBe(sessionTimeoutMs);
       expect(res.heartbeatIntervalMs).toBe(heartbeatIntervalMs);
       epochs.set(id, res.brokerEpoch);
       heartbeatLoop(c, id, res.brokerEpoch);
     }
-    const created = await call(c.createTopics.bind(c), { topics: [{ name: "orders", partitions: 3, replicationFactor: 3, configs: { "retention.ms": "60000" } }], validateOnly: false });
+    const created = await rpc(c, "createTopics", { topics: [{ name: "orders", partitions: 3, replicationFactor: 3, configs: { "retention.ms": "60000" } }], validateOnly: false });
     expect(created.topics[0]).toMatchObject({ name: "orders", errorCode: ErrorCode.ERROR_CODE_NONE });
 
     const observer = new Watcher(c, -1, 0n);
@@ -178,7 +184,7 @@ describe("controller over gRPC with LMDB", () => {
     expect(asBroker.snapshot).toEqual(observer.snapshot);
 
     // Stale broker epoch: heartbeats, watches and AlterPartition from the fenced registration are rejected.
-    const hb = await call(c.brokerHeartbeat.bind(c), { brokerId: 2, brokerEpoch: epochs.get(2)!, metadataVersion: 0n });
+    const hb = await rpc(c, "brokerHeartbeat", { brokerId: 2, brokerEpoch: epochs.get(2)!, metadataVersion: 0n });
     expect(hb.errorCode).toBe(ErrorCode.STALE_BROKER_EPOCH);
     const staleWatch = new Watcher(c, 2, epochs.get(2)!);
     watchers.push(staleWatch);
@@ -186,7 +192,7 @@ describe("controller over gRPC with LMDB", () => {
     expect(staleWatch.error!.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(staleWatch.error!.details).toContain("STALE_BROKER_EPOCH");
     const p0 = observer.snapshot!.topics.find((t) => t.name === "orders")!.partitions[0]!;
-    const alter = await call(c.alterPartition.bind(c), {
+    const alter = await rpc(c, "alterPartition", {
       brokerId: 2,
       brokerEpoch: epochs.get(2)!,
       topic: "orders",
@@ -197,11 +203,11 @@ describe("controller over gRPC with LMDB", () => {
     });
     expect(alter.errorCode).toBe(ErrorCode.STALE_BROKER_EPOCH);
 
-    const pid1 = await call(c.initProducerId.bind(c), { producerId: 0n, producerEpoch: 0 });
-    const pid2 = await call(c.initProducerId.bind(c), { producerId: 0n, producerEpoch: 0 });
+    const pid1 = await rpc(c, "initProducerId", { producerId: 0n, producerEpoch: 0 });
+    const pid2 = await rpc(c, "initProducerId", { producerId: 0n, producerEpoch: 0 });
     expect([pid1.producerId, pid2.producerId]).toEqual([1n, 2n]);
 
-    const before: DescribeClusterResponse = await call(c.describeCluster.bind(c), {});
+    const before: DescribeClusterResponse = await rpc(c, "describeCluster", {});
     expect(before.topicCount).toBe(1);
     expect(before.partitionCount).toBe(3);
     expect(before.brokers.map((b) => [b.endpoint!.brokerId, b.alive])).toEqual([
@@ -218,7 +224,7 @@ describe("controller over gRPC with LMDB", () => {
     await waitFor("the watch to end at shutdown", () => observer.error !== undefined || observer.ended);
     c = await start();
 
-    const after: DescribeClusterResponse = await call(c.describeCluster.bind(c), {});
+    const after: DescribeClusterResponse = await rpc(c, "describeCluster", {});
     expect(after.clusterId).toBe(before.clusterId);
     expect(after.metadataVersion).toBeGreaterThanOrEqual(before.metadataVersion);
     expect(after.brokers.map((b) => [b.endpoint!.brokerId, b.brokerEpoch])).toEqual(before.brokers.map((b) => [b.endpoint!.brokerId, b.brokerEpoch]));
@@ -235,15 +241,15 @@ describe("controller over gRPC with LMDB", () => {
     expect(brokerWatch.error).toBeUndefined();
     // Brokers come back with their existing epoch (controller restart, not broker restart) ...
     for (const id of [1, 3]) {
-      const res = await call(c.brokerHeartbeat.bind(c), { brokerId: id, brokerEpoch: epochs.get(id)!, metadataVersion: 0n });
+      const res = await rpc(c, "brokerHeartbeat", { brokerId: id, brokerEpoch: epochs.get(id)!, metadataVersion: 0n });
       expect(res.errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
       heartbeatLoop(c, id, epochs.get(id)!);
     }
     await waitFor("brokers 1 and 3 alive again", () => resynced.snapshot!.brokers.filter((b) => b.alive).map((b) => b.brokerId).join() === "1,3");
     // ... and new registrations continue the epoch sequence; producer ids too.
-    const again = await call(c.registerBroker.bind(c), { brokerId: 2, host: "127.0.0.1", port: 9002, rack: "", incarnationId: "disk-2" });
+    const again = await rpc(c, "registerBroker", { brokerId: 2, host: "127.0.0.1", port: 9002, rack: "", incarnationId: "disk-2" });
     expect(again.brokerEpoch).toBeGreaterThan([...epochs.values()].reduce((a, b) => (a > b ? a : b)));
-    const pid3 = await call(c.initProducerId.bind(c), { producerId: 0n, producerEpoch: 0 });
+    const pid3 = await rpc(c, "initProducerId", { producerId: 0n, producerEpoch: 0 });
     expect(pid3.producerId).toBe(3n);
     expect(resynced.error).toBeUndefined();
   });
@@ -251,15 +257,15 @@ describe("controller over gRPC with LMDB", () => {
   it("answers malformed requests with INVALID_ARGUMENT, topic errors with codes, and groups with UNIMPLEMENTED", async () => {
     const c = await start();
     const bad = [
-      call(c.registerBroker.bind(c), { brokerId: -5, host: "h", port: 1, rack: "", incarnationId: "" }),
-      call(c.registerBroker.bind(c), { brokerId: 1, host: "", port: 1, rack: "", incarnationId: "" }),
-      call(c.registerBroker.bind(c), { brokerId: 1, host: "h", port: 70000, rack: "", incarnationId: "" }),
-      call(c.brokerHeartbeat.bind(c), { brokerId: 1, brokerEpoch: 0n, metadataVersion: 0n }),
-      call(c.createTopics.bind(c), { topics: [], validateOnly: false }),
-      call(c.deleteTopics.bind(c), { names: [] }),
-      call(c.alterPartition.bind(c), { brokerId: 1, brokerEpoch: 1n, topic: "t", partition: 0, leaderEpoch: 0, partitionEpoch: 0, newIsr: [] }),
-      call(c.alterPartition.bind(c), { brokerId: 1, brokerEpoch: 1n, topic: "t", partition: -1, leaderEpoch: 0, partitionEpoch: 0, newIsr: [1] }),
-      call(c.initProducerId.bind(c), { producerId: -1n, producerEpoch: 0 }),
+      rpc(c, "registerBroker", { brokerId: -5, host: "h", port: 1, rack: "", incarnationId: "" }),
+      rpc(c, "registerBroker", { brokerId: 1, host: "", port: 1, rack: "", incarnationId: "" }),
+      rpc(c, "registerBroker", { brokerId: 1, host: "h", port: 70000, rack: "", incarnationId: "" }),
+      rpc(c, "brokerHeartbeat", { brokerId: 1, brokerEpoch: 0n, metadataVersion: 0n }),
+      rpc(c, "createTopics", { topics: [], validateOnly: false }),
+      rpc(c, "deleteTopics", { names: [] }),
+      rpc(c, "alterPartition", { brokerId: 1, brokerEpoch: 1n, topic: "t", partition: 0, leaderEpoch: 0, partitionEpoch: 0, newIsr: [] }),
+      rpc(c, "alterPartition", { brokerId: 1, brokerEpoch: 1n, topic: "t", partition: -1, leaderEpoch: 0, partitionEpoch: 0, newIsr: [1] }),
+      rpc(c, "initProducerId", { producerId: -1n, producerEpoch: 0 }),
     ];
     for (const promise of bad) {
       const err = await callError(promise);
@@ -271,9 +277,9 @@ describe("controller over gRPC with LMDB", () => {
     await waitFor("the malformed watch to fail", () => badWatch.error !== undefined);
     expect(badWatch.error!.code).toBe(grpc.status.INVALID_ARGUMENT);
 
-    const reg = await call(c.registerBroker.bind(c), { brokerId: 1, host: "127.0.0.1", port: 9001, rack: "", incarnationId: "d" });
+    const reg = await rpc(c, "registerBroker", { brokerId: 1, host: "127.0.0.1", port: 9001, rack: "", incarnationId: "d" });
     heartbeatLoop(c, 1, reg.brokerEpoch);
-    const res = await call(c.createTopics.bind(c), {
+    const res = await rpc(c, "createTopics", {
       topics: [
         { name: "..", partitions: 1, replicationFactor: 1, configs: {} },
         { name: "rf", partitions: 1, replicationFactor: 2, configs: {} },
@@ -290,12 +296,12 @@ describe("controller over gRPC with LMDB", () => {
       ErrorCode.INVALID_PARTITIONS,
       ErrorCode.ERROR_CODE_NONE,
     ]);
-    const exists = await call(c.createTopics.bind(c), { topics: [{ name: "fine", partitions: 1, replicationFactor: 1, configs: {} }], validateOnly: false });
+    const exists = await rpc(c, "createTopics", { topics: [{ name: "fine", partitions: 1, replicationFactor: 1, configs: {} }], validateOnly: false });
     expect(exists.topics[0]!.errorCode).toBe(ErrorCode.TOPIC_ALREADY_EXISTS);
-    const deleted = await call(c.deleteTopics.bind(c), { names: ["fine", "fine"] });
+    const deleted = await rpc(c, "deleteTopics", { names: ["fine", "fine"] });
     expect(deleted.topics.map((t) => t.errorCode)).toEqual([ErrorCode.ERROR_CODE_NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]);
 
-    const groups = await callError(call(c.listGroups.bind(c), {}));
+    const groups = await callError(rpc(c, "listGroups", {}));
     expect(groups.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(groups.details).toBe("consumer groups are not implemented yet");
   });
