@@ -33,6 +33,8 @@ export const brokerRegisterTimeoutMs = 15_000;
 export const clusterWaitTimeoutMs = 20_000;
 /** How long stop() waits after SIGTERM (brokers do a controlled shutdown first). */
 export const stopTimeoutMs = 20_000;
+/** How long the kernel may take to report a process stopped or continued after SIGSTOP/SIGCONT. */
+export const signalDeliveryTimeoutMs = 5_000;
 /** Largest cluster the harness starts (ports and memory on a test machine). */
 export const maxBrokers = 16;
 
@@ -163,14 +165,17 @@ export class Cluster {
     await this.process(id).kill();
   }
 
-  /** SIGSTOP: the process keeps its sockets but answers nothing, like a long GC pause or a frozen VM. */
-  pause(id: ProcessId): void {
-    this.process(id).signal("SIGSTOP");
+  /**
+   * SIGSTOP: the process keeps its sockets but answers nothing, like a long GC pause or a frozen VM.
+   * Resolves once the process is stopped.
+   */
+  pause(id: ProcessId): Promise<void> {
+    return this.process(id).pause(signalDeliveryTimeoutMs);
   }
 
-  /** SIGCONT after pause(). */
-  resume(id: ProcessId): void {
-    this.process(id).signal("SIGCONT");
+  /** SIGCONT after pause(); resolves once the process runs again. */
+  resume(id: ProcessId): Promise<void> {
+    return this.process(id).resume(signalDeliveryTimeoutMs);
   }
 
   /** SIGTERM (graceful; brokers do a controlled shutdown) and wait for exit; SIGKILL and throw after the deadline. */
@@ -271,18 +276,18 @@ export class Cluster {
 
   /**
    * Waits until broker metadata shows a leader for topic/partition that satisfies `predicate`
-   * (e.g. `(p) => p.leaderId !== 2`). Returns that partition's metadata.
+   * (e.g. `(p) => p.leaderId !== 2`). Returns that partition's metadata. Asks `preferBroker` first when given.
    */
   async waitForLeader(
     topic: string,
     partition: number,
     predicate: (p: PartitionMetadata) => boolean = () => true,
-    options: { timeoutMs?: number } = {},
+    options: { timeoutMs?: number; preferBroker?: number } = {},
   ): Promise<PartitionMetadata> {
     let last: string | undefined;
     return pollUntil(
       async () => {
-        const answer = await this.metadata([topic]);
+        const answer = await this.metadata([topic], options.preferBroker === undefined ? {} : { preferBroker: options.preferBroker });
         const t = answer.topics.find((x) => x.name === topic);
         const p = t?.partitions.find((x) => x.partition === partition);
         last =
@@ -445,9 +450,24 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     await cluster.startAll(brokerPorts);
   } catch (err) {
     await cluster.close({ failed: true });
-    throw err;
+    throw new ClusterStartError(err instanceof Error ? err.message : String(err), dir, cluster.allPids(), { cause: err });
   }
   return cluster;
+}
+
+/** startCluster failed; everything it started has been killed and `dir` (logs, data) is kept. */
+export class ClusterStartError extends Error {
+  override name = "ClusterStartError";
+  constructor(
+    message: string,
+    /** The kept temp dir with one log per process. */
+    readonly dir: string,
+    /** Every pid that was started (all killed and reaped by now). */
+    readonly pids: readonly number[],
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
 }
 
 /**

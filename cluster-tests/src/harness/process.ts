@@ -1,6 +1,6 @@
 // One Runnel process under test: started with execa from built JS, its stdout and stderr appended to
 // a log file, signalled by pid, and restartable with the same arguments (same ports, same data dir).
-import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import { execa, type ResultPromise } from "execa";
 import { trackChild, untrackChild } from "./reaper.js";
 import { FatalWaitError, pollUntil } from "./wait.js";
@@ -120,6 +120,34 @@ export class ManagedProcess {
     }
   }
 
+  /**
+   * SIGSTOP, resolving once the kernel reports the process stopped (signal delivery is asynchronous),
+   * so the caller knows it is frozen. Where /proc does not exist it resolves after sending.
+   */
+  async pause(timeoutMs: number): Promise<void> {
+    this.signal("SIGSTOP");
+    await this.waitForStopState(true, timeoutMs);
+  }
+
+  /** SIGCONT, resolving once the process is no longer stopped. */
+  async resume(timeoutMs: number): Promise<void> {
+    this.signal("SIGCONT");
+    await this.waitForStopState(false, timeoutMs);
+  }
+
+  private async waitForStopState(stopped: boolean, timeoutMs: number): Promise<void> {
+    const pid = this.currentPid;
+    if (pid === undefined || !existsSync(`/proc/${pid}/stat`)) return;
+    await pollUntil(
+      () => {
+        const letter = procStateLetter(pid);
+        if (letter === undefined) throw new FatalWaitError(new Error(`${this.name} (pid ${pid}) exited while being ${stopped ? "paused" : "resumed"}`));
+        return (letter === "T" || letter === "t") === stopped ? true : undefined;
+      },
+      { timeoutMs, what: `${this.name} (pid ${pid}) did not ${stopped ? "stop after SIGSTOP" : "continue after SIGCONT"}`, intervalMs: 5 },
+    );
+  }
+
   /** Resolves when the current incarnation has exited and been reaped. */
   waitForExit(): Promise<ExitInfo> {
     return this.exitPromise;
@@ -192,6 +220,17 @@ export class ManagedProcess {
 export function describeExit(exit: ExitInfo): string {
   if (exit.signal !== undefined) return `signal ${exit.signal}`;
   return `exit code ${exit.exitCode ?? "unknown"}`;
+}
+
+/** The state letter of /proc/<pid>/stat (R, S, T stopped, Z zombie, ...), or undefined if it is gone. */
+export function procStateLetter(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name in parentheses may contain spaces; the state follows the last ")".
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  } catch {
+    return undefined;
+  }
 }
 
 function parseJsonLine(line: string): Record<string, unknown> | undefined {
