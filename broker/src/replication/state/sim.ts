@@ -5,7 +5,7 @@
 import { ErrorCode, type Durability } from "@runnel/proto";
 import { latestEpoch, truncateEpochsFromEnd, type EpochEntry } from "./epochs.js";
 import { FollowerState } from "./follower.js";
-import { LeaderState, type AckResult, type LeaderDecision } from "./leader.js";
+import { LeaderState, type AckResult, type IsrProposal, type LeaderDecision } from "./leader.js";
 
 /** One record per batch keeps offsets and batches the same thing in the simulation. */
 export interface SimRecord {
@@ -31,6 +31,11 @@ export interface SimOptions {
   durability?: Durability;
   minInsyncReplicas?: number;
   replicaLagTimeMaxMs?: number;
+  /**
+   * "immediate" (default): the controller answers an ISR proposal within the same step. "queued": it
+   * waits for deliverIsrChanges(), so proposals stay in flight while other things happen.
+   */
+  isrChangeDelivery?: "immediate" | "queued";
 }
 
 /** A broken simulation invariant; the message carries the recent event trace. */
@@ -79,6 +84,8 @@ export class ReplicationSim {
   private readonly pendingAckOffsets = new Map<number, { offset: number; value: string }>();
   private readonly highestHwSeen = new Map<number, bigint>();
   private readonly trace: string[] = [];
+  private readonly isrChangeDelivery: "immediate" | "queued";
+  private readonly queuedProposals: { from: LeaderState; proposal: IsrProposal }[] = [];
   private nextAckId = 1;
 
   constructor(options: SimOptions = {}) {
@@ -86,6 +93,7 @@ export class ReplicationSim {
     this.durability = options.durability ?? "fsync";
     this.minInsyncReplicas = options.minInsyncReplicas ?? 1;
     this.replicaLagTimeMaxMs = options.replicaLagTimeMaxMs ?? 10_000;
+    this.isrChangeDelivery = options.isrChangeDelivery ?? "immediate";
     for (const id of this.replicaIds) {
       this.replicas.set(id, { id, alive: true, log: [], flushed: 0, hwCheckpoint: 0n, epochsCheckpoint: [], leader: undefined, follower: undefined });
     }
@@ -197,10 +205,10 @@ export class ReplicationSim {
 
   /**
    * The broker dies. loseUnflushed models a power loss (the default under fsync durability); without
-   * it a process crash keeps the page cache. The controller fences it at once: out of the ISR (unless
-   * it is the last member) and, if it led, a new leader from the live ISR (nextLeader if given).
+   * it a process crash keeps the page cache. With fence (the default) the controller notices at once;
+   * otherwise it notices at fence() or when the broker restarts (a restart within the session timeout).
    */
-  crash(id: number, options: { loseUnflushed?: boolean; nextLeader?: number } = {}): void {
+  crash(id: number, options: { loseUnflushed?: boolean; nextLeader?: number; fence?: boolean } = {}): void {
     const r = this.replica(id);
     if (!r.alive) return;
     r.hwCheckpoint = this.highWatermarkOf(id);
@@ -215,6 +223,14 @@ export class ReplicationSim {
       if (r.hwCheckpoint > BigInt(r.flushed)) r.hwCheckpoint = BigInt(r.flushed);
     }
     this.note(`crash ${id}${lose ? " (unflushed lost)" : ""}: log end ${r.log.length}`);
+    if (options.fence ?? true) this.fence(id, options.nextLeader === undefined ? {} : { nextLeader: options.nextLeader });
+  }
+
+  /**
+   * The controller fences a broker (missed heartbeats, or it re-registered after a crash): out of the
+   * ISR unless it is the last member, and if it led, a new leader from the live ISR.
+   */
+  fence(id: number, options: { nextLeader?: number } = {}): void {
     const c = this.controller;
     const shrunk = c.isr.filter((x) => x !== id);
     const isrChanged = shrunk.length > 0 && shrunk.length < c.isr.length;
@@ -222,18 +238,20 @@ export class ReplicationSim {
       c.isr = shrunk;
       c.partitionEpoch++;
     }
+    this.note(`fence ${id}: ISR [${c.isr.join(",")}]`);
     if (c.leaderId === id) this.elect(options.nextLeader);
     else if (isrChanged) this.notifyIsr();
   }
 
-  /** The broker comes back with what survived; it leads again only if the partition was offline. */
+  /** The broker comes back with what survived; it leads only if the partition was offline. */
   restart(id: number): void {
     const r = this.replica(id);
     if (r.alive) return;
     r.alive = true;
     this.note(`restart ${id}: log end ${r.log.length}, HW ${r.hwCheckpoint}`);
     const c = this.controller;
-    if (c.leaderId < 0 && c.isr.includes(id)) this.elect(id);
+    if (c.leaderId === id) this.fence(id);
+    else if (c.leaderId < 0 && c.isr.includes(id)) this.elect(id);
     else this.becomeFollower(r);
   }
 
@@ -264,6 +282,7 @@ export class ReplicationSim {
       for (const id of this.replicaIds) this.flush(id);
       for (const id of this.replicaIds) if (id !== this.controller.leaderId) this.fetch(id);
       this.advanceTime(1);
+      this.deliverIsrChanges();
       this.checkInvariants();
       const l = this.leader!;
       const settled = this.replicaIds.every((id) => this.replica(id).log.length === l.log.length && this.highWatermarkOf(id) === BigInt(l.log.length));
@@ -292,7 +311,7 @@ export class ReplicationSim {
       for (const id of this.controller.isr) {
         const member = this.replica(id);
         const holds = this.durability === "fsync" ? member.flushed : member.log.length;
-        if (holds < hw) this.fail(`ISR member ${id} holds ${holds} ${this.durability === "fsync" ? "flushed" : ""} records, below leader HW ${hw}`);
+        if (holds < hw) this.fail(`ISR member ${id} holds ${holds}${this.durability === "fsync" ? " flushed" : ""} records, below leader HW ${hw}`);
       }
     }
     for (const r of this.replicas.values()) {
@@ -380,20 +399,29 @@ export class ReplicationSim {
     r.flushed = Math.min(r.flushed, to);
   }
 
-  /** Controller side of AlterPartition: compare-and-set on leader epoch and partition epoch. */
   private apply(l: SimReplica, d: LeaderDecision): void {
     this.recordAcks(d.acks);
-    const p = d.isrProposal;
-    if (p === undefined || l.leader === undefined) return;
-    const c = this.controller;
-    if (p.leaderEpoch === c.leaderEpoch && p.partitionEpoch === c.partitionEpoch && c.leaderId === l.id) {
-      c.isr = [...p.newIsr];
-      c.partitionEpoch++;
-      this.note(`ISR ${p.kind} [${p.replicaIds.join(",")}] accepted: [${c.isr.join(",")}] partition epoch ${c.partitionEpoch}`);
-      this.apply(l, l.leader.isrChanged(c.isr, c.partitionEpoch));
-    } else {
-      this.note(`ISR ${p.kind} [${p.replicaIds.join(",")}] rejected (stale epoch)`);
-      this.apply(l, l.leader.isrProposalFailed());
+    if (d.isrProposal === undefined || l.leader === undefined) return;
+    this.queuedProposals.push({ from: l.leader, proposal: d.isrProposal });
+    if (this.isrChangeDelivery === "immediate") this.deliverIsrChanges();
+  }
+
+  /** The controller answers queued AlterPartition requests: compare-and-set on both epochs. */
+  deliverIsrChanges(): void {
+    for (let next = this.queuedProposals.shift(); next !== undefined; next = this.queuedProposals.shift()) {
+      const { from, proposal: p } = next;
+      const c = this.controller;
+      const l = this.leader;
+      const current = l?.alive === true && l.leader === from;
+      if (current && p.leaderEpoch === c.leaderEpoch && p.partitionEpoch === c.partitionEpoch) {
+        c.isr = [...p.newIsr];
+        c.partitionEpoch++;
+        this.note(`ISR ${p.kind} [${p.replicaIds.join(",")}] accepted: [${c.isr.join(",")}] partition epoch ${c.partitionEpoch}`);
+        this.apply(l, from.isrChanged(c.isr, c.partitionEpoch));
+      } else {
+        this.note(`ISR ${p.kind} [${p.replicaIds.join(",")}] rejected (stale epoch)`);
+        if (current) this.apply(l, from.isrProposalFailed());
+      }
     }
   }
 
