@@ -1,8 +1,12 @@
 // The stored form of a batch and the few header fields the log needs, read without the generated
-// decoder. A stored value is [CRC32C of the rest, 4 bytes big-endian][encoded RecordBatch message];
+// decoder. A stored value is [storage CRC32C, 4 bytes big-endian][encoded RecordBatch message];
 // read() hands out the RecordBatch part as a view, so servers and followers get the exact wire bytes.
-// LMDB has no page checksums, so the prefix is checked on every read and in recovery.
-import { BinaryWriter, checksum, type RecordBatch, RecordBatchHeader } from "@runnel/proto";
+// LMDB has no page checksums, so every byte is checked on every read and in recovery: the storage
+// CRC covers the message except the records payload, and the records payload is covered by the
+// header's own CRC32C (which the leader validated before appending). Checking the two covers every
+// byte once, and an append only checksums the few header bytes, not the records a second time.
+import { crc32c } from "@node-rs/crc32";
+import { checksum, type RecordBatch, RecordBatchHeader } from "@runnel/proto";
 import { maxOffset, offsetKeyBytes, storedChecksumBytes } from "./limits.js";
 
 /** The base offset as an 8-byte big-endian key, so LMDB's byte order is offset order. */
@@ -194,6 +198,86 @@ function skipField(bytes: Uint8Array, pos: number, end: number, wireType: number
   return next;
 }
 
+// ---- encoding ----
+
+/** Longest encoded RecordBatchHeader: 8 varint fields of at most 1 + 10 bytes, crc 1 + 4, attributes 1 + 5. */
+const maxHeaderBytes = 8 * 11 + 5 + 6;
+const headerScratch = new Uint8Array(maxHeaderBytes);
+
+function writeVarintNumber(out: Uint8Array, pos: number, value: number): number {
+  while (value >= 0x80) {
+    out[pos++] = (value % 128) | 0x80;
+    value = Math.floor(value / 128);
+  }
+  out[pos++] = value;
+  return pos;
+}
+
+function writeVarintBig(out: Uint8Array, pos: number, value: bigint): number {
+  if (value >= 0n && value <= 0x1f_ffff_ffff_ffffn) return writeVarintNumber(out, pos, Number(value));
+  let v = BigInt.asUintN(64, value);
+  while (v >= 0x80n) {
+    out[pos++] = Number(v & 0x7fn) | 0x80;
+    v >>= 7n;
+  }
+  out[pos++] = Number(v);
+  return pos;
+}
+
+function writeInt32(out: Uint8Array, pos: number, value: number): number {
+  return value >= 0 ? writeVarintNumber(out, pos, value) : writeVarintBig(out, pos, BigInt(value));
+}
+
+/** Same bytes as RecordBatchHeader.encode (proto3: fields in number order, defaults omitted). */
+function encodeHeaderInto(h: RecordBatchHeader, out: Uint8Array): number {
+  let pos = 0;
+  if (h.baseOffset !== 0n) {
+    out[pos++] = 0x08;
+    pos = writeVarintBig(out, pos, h.baseOffset);
+  }
+  if (h.recordCount !== 0) {
+    out[pos++] = 0x10;
+    pos = writeInt32(out, pos, h.recordCount);
+  }
+  if (h.firstTimestamp !== 0n) {
+    out[pos++] = 0x18;
+    pos = writeVarintBig(out, pos, h.firstTimestamp);
+  }
+  if (h.maxTimestamp !== 0n) {
+    out[pos++] = 0x20;
+    pos = writeVarintBig(out, pos, h.maxTimestamp);
+  }
+  if (h.leaderEpoch !== 0) {
+    out[pos++] = 0x28;
+    pos = writeInt32(out, pos, h.leaderEpoch);
+  }
+  if (h.producerId !== 0n) {
+    out[pos++] = 0x30;
+    pos = writeVarintBig(out, pos, h.producerId);
+  }
+  if (h.producerEpoch !== 0) {
+    out[pos++] = 0x38;
+    pos = writeInt32(out, pos, h.producerEpoch);
+  }
+  if (h.baseSequence !== 0) {
+    out[pos++] = 0x40;
+    pos = writeInt32(out, pos, h.baseSequence);
+  }
+  if (h.crc !== 0) {
+    const crc = h.crc >>> 0;
+    out[pos++] = 0x4d;
+    out[pos++] = crc & 0xff;
+    out[pos++] = (crc >>> 8) & 0xff;
+    out[pos++] = (crc >>> 16) & 0xff;
+    out[pos++] = crc >>> 24;
+  }
+  if (h.attributes !== 0) {
+    out[pos++] = 0x50;
+    pos = writeVarintNumber(out, pos, h.attributes >>> 0);
+  }
+  return pos;
+}
+
 function varintSize(value: number): number {
   let size = 1;
   while (value >= 0x80) {
@@ -203,54 +287,95 @@ function varintSize(value: number): number {
   return size;
 }
 
-function writeVarint(out: Uint8Array, pos: number, value: number): number {
-  while (value >= 0x80) {
-    out[pos++] = (value & 0x7f) | 0x80;
-    value = Math.floor(value / 128);
+// Stored values are carved from shared slabs: one native allocation per slab instead of per batch.
+// A slab region is handed out once and never written again (LMDB's async put reads it later from
+// its write thread); the slab is garbage once every value cut from it is.
+const slabBytes = 1024 * 1024;
+/** Values at least this large get their own allocation rather than wasting a slab's tail. */
+const ownAllocationBytes = 256 * 1024;
+let slab = new Uint8Array(0);
+let slabUsed = 0;
+
+function allocateStored(size: number): Uint8Array {
+  if (size >= ownAllocationBytes) return new Uint8Array(size);
+  if (slabUsed + size > slab.length) {
+    slab = new Uint8Array(slabBytes);
+    slabUsed = 0;
   }
-  out[pos++] = value;
-  return pos;
+  const out = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += (size + 7) & ~7; // keep regions 8-byte aligned
+  return out;
+}
+
+function writeStorageChecksum(out: Uint8Array, crc: number): void {
+  out[0] = crc >>> 24;
+  out[1] = (crc >>> 16) & 0xff;
+  out[2] = (crc >>> 8) & 0xff;
+  out[3] = crc & 0xff;
+}
+
+/** The storage checksum of wire bytes: everything except the records payload [recordsStart, recordsEnd). */
+function storageChecksum(wire: Uint8Array, recordsStart: number, recordsEnd: number): number {
+  let crc = crc32c(wire.subarray(0, recordsStart));
+  if (recordsEnd < wire.length) crc = crc32c(wire.subarray(recordsEnd), crc);
+  return crc >>> 0;
 }
 
 /**
- * The stored value for a batch: checksum prefix plus the RecordBatch message, byte-identical to
- * `RecordBatch.encode({ header, records })`. The records are copied exactly once; the result is a
- * fresh buffer that nothing else references (LMDB's async put reads it later on its write thread).
+ * The stored value for a batch: storage checksum plus the RecordBatch message, byte-identical to
+ * `RecordBatch.encode({ header, records })`. The records are copied exactly once, into a region that
+ * nothing else writes; `header.crc` must be the records' CRC32C (the caller validated it).
  */
-export function encodeStoredBatch(header: RecordBatchHeader, records: Uint8Array): Buffer {
-  const headerBytes = RecordBatchHeader.encode(header, new BinaryWriter()).finish();
+export function encodeStoredBatch(header: RecordBatchHeader, records: Uint8Array): Uint8Array {
+  const headerBytes = encodeHeaderInto(header, headerScratch);
   const recordsFieldBytes = records.length === 0 ? 0 : 1 + varintSize(records.length) + records.length;
-  const wireBytes = 1 + varintSize(headerBytes.length) + headerBytes.length + recordsFieldBytes;
-  const out = Buffer.allocUnsafeSlow(storedChecksumBytes + wireBytes);
+  const wireBytes = 1 + varintSize(headerBytes) + headerBytes + recordsFieldBytes;
+  const out = allocateStored(storedChecksumBytes + wireBytes);
   let pos = storedChecksumBytes;
   out[pos++] = 0x0a; // field 1 (header), length-delimited
-  pos = writeVarint(out, pos, headerBytes.length);
-  out.set(headerBytes, pos);
-  pos += headerBytes.length;
+  pos = writeVarintNumber(out, pos, headerBytes);
+  out.set(headerScratch.subarray(0, headerBytes), pos);
+  pos += headerBytes;
   if (records.length !== 0) {
     out[pos++] = 0x12; // field 2 (records), length-delimited
-    pos = writeVarint(out, pos, records.length);
-    out.set(records, pos);
-    pos += records.length;
+    pos = writeVarintNumber(out, pos, records.length);
   }
-  out.writeUInt32BE(checksum(out.subarray(storedChecksumBytes)), 0);
+  // Everything before the records payload is the part the storage checksum covers.
+  writeStorageChecksum(out, crc32c(out.subarray(storedChecksumBytes, pos)) >>> 0);
+  out.set(records, pos);
   return out;
 }
 
-/** The stored value for wire bytes that are already an encoded RecordBatch (a follower's append). */
-export function storeWireBatch(wire: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafeSlow(storedChecksumBytes + wire.length);
+/**
+ * The stored value for wire bytes that are already an encoded RecordBatch (a follower's append);
+ * `summary` is summarizeBatch(wire), whose records CRC the caller has checked.
+ */
+export function storeWireBatch(wire: Uint8Array, summary: BatchSummary = summarizeBatch(wire)): Uint8Array {
+  const out = allocateStored(storedChecksumBytes + wire.length);
   out.set(wire, storedChecksumBytes);
-  out.writeUInt32BE(checksum(wire), 0);
+  writeStorageChecksum(out, storageChecksum(wire, summary.recordsStart, summary.recordsEnd));
   return out;
 }
 
-/** Returns the RecordBatch bytes of a stored value as a view, or undefined when the checksum fails. */
-export function verifiedWire(stored: Uint8Array): Uint8Array | undefined {
-  if (stored.length < storedChecksumBytes) return undefined;
-  const expected = ((stored[0]! << 24) | (stored[1]! << 16) | (stored[2]! << 8) | stored[3]!) >>> 0;
+/** Why a stored value fails verification, or its summary and wire bytes when every byte checks out. */
+export type StoredCheck = { ok: true; wire: Uint8Array; summary: BatchSummary } | { ok: false; problem: string };
+
+/** Verifies a stored value: framing, storage checksum, and the records against the header's CRC. */
+export function checkStored(stored: Uint8Array): StoredCheck {
+  if (stored.length < storedChecksumBytes) return { ok: false, problem: `stored value of ${stored.length} bytes is too short` };
   const wire = stored.subarray(storedChecksumBytes);
-  return checksum(wire) === expected ? wire : undefined;
+  let summary: BatchSummary;
+  try {
+    summary = summarizeBatch(wire);
+  } catch (err) {
+    if (err instanceof MalformedBatchError) return { ok: false, problem: `malformed: ${err.message}` };
+    throw err;
+  }
+  const expected = ((stored[0]! << 24) | (stored[1]! << 16) | (stored[2]! << 8) | stored[3]!) >>> 0;
+  if (storageChecksum(wire, summary.recordsStart, summary.recordsEnd) !== expected) return { ok: false, problem: "storage CRC32C mismatch" };
+  const records = checksum(wire.subarray(summary.recordsStart, summary.recordsEnd));
+  if (records !== summary.crc) return { ok: false, problem: `records CRC32C 0x${records.toString(16)} does not match header 0x${summary.crc.toString(16)}` };
+  return { ok: true, wire, summary };
 }
 
 /** Decodes the full header of wire bytes as returned by PartitionLog.read(). */

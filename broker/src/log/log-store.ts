@@ -117,7 +117,7 @@ export class LogStore {
     }
     const meta = this.#meta.get(key);
     const dbName = meta?.dbName ?? partitionDbName(topicId, partition);
-    const db = this.#root.openDB<Buffer, Buffer>({ name: dbName, encoding: "binary", keyEncoding: "binary" });
+    const db = this.#root.openDB<Uint8Array, Buffer>({ name: dbName, encoding: "binary", keyEncoding: "binary" });
     const log = new PartitionLog(topicId, meta?.topicName ?? topicName, partition, {
       host: this.#host,
       db,
@@ -164,7 +164,7 @@ export class LogStore {
     const log = this.#partitions.get(key);
     const meta = this.#meta.get(key);
     if (log === undefined && meta === undefined) return;
-    const db = log?._db ?? this.#root.openDB<Buffer, Buffer>({ name: meta!.dbName, encoding: "binary", keyEncoding: "binary" });
+    const db = log?._db ?? this.#root.openDB<Uint8Array, Buffer>({ name: meta!.dbName, encoding: "binary", keyEncoding: "binary" });
     if (log !== undefined) {
       log._close("the partition was deleted");
       this.#partitions.delete(key);

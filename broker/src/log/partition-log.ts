@@ -8,13 +8,13 @@ import type { Database } from "lmdb";
 import { checksum, decodeBatch, logAppendTimeFlag, type RecordBatch, RecordBatchHeader } from "@runnel/proto";
 import {
   type BatchSummary,
+  checkStored,
   encodeStoredBatch,
   keyOffset,
   MalformedBatchError,
   offsetKey,
   storeWireBatch,
   summarizeBatch,
-  verifiedWire,
   wireToRecordBatch,
 } from "./codec.js";
 import { type EpochEndOffsetResult, type EpochEntry, LeaderEpochCache } from "./epoch-cache.js";
@@ -87,7 +87,7 @@ function min(a: bigint, b: bigint): bigint {
 
 export class PartitionLog {
   readonly #host: PartitionHost;
-  readonly #db: Database<Buffer, Buffer>;
+  readonly #db: Database<Uint8Array, Buffer>;
   readonly #metaKey: string;
   readonly #dbName: string;
   readonly #where: string;
@@ -112,7 +112,7 @@ export class PartitionLog {
     readonly partition: number,
     init: {
       host: PartitionHost;
-      db: Database<Buffer, Buffer>;
+      db: Database<Uint8Array, Buffer>;
       metaKey: string;
       dbName: string;
       config: LogConfig;
@@ -247,7 +247,7 @@ export class PartitionLog {
     for (let i = 0; i < summaries.length; i++) {
       const s = summaries[i]!;
       if (this.#epochs.assign(s.leaderEpoch, s.baseOffset)) epochChanged = true;
-      committed = this.#putBatch(s.baseOffset, s.lastOffset, storeWireBatch(storedBatches[i]!));
+      committed = this.#putBatch(s.baseOffset, s.lastOffset, storeWireBatch(storedBatches[i]!, s));
     }
     if (epochChanged) void this.#writeMeta().catch(() => undefined);
     const info: AppendInfo = { baseOffset, lastOffset: next - 1n, logEndOffset: next, maxTimestamp };
@@ -493,7 +493,7 @@ export class PartitionLog {
   }
 
   /** @internal */
-  get _db(): Database<Buffer, Buffer> {
+  get _db(): Database<Uint8Array, Buffer> {
     return this.#db;
   }
 
@@ -523,7 +523,7 @@ export class PartitionLog {
     return this.#unavailable;
   }
 
-  #putBatch(baseOffset: bigint, lastOffset: bigint, stored: Buffer): Promise<void> {
+  #putBatch(baseOffset: bigint, lastOffset: bigint, stored: Uint8Array): Promise<void> {
     const pending: PendingWrite = { storedBytes: stored.length };
     this.#pending.set(baseOffset, pending);
     this.#logEnd = lastOffset + 1n;
@@ -571,20 +571,13 @@ export class PartitionLog {
     for (const target of this.#flushTargets) if (target.offset > offset) target.offset = offset;
   }
 
-  /** Checks a stored value's checksum, framing and key; returns its header summary. */
+  /** Checks every byte of a stored value (checksums, framing) and its key; returns its header summary. */
   #verify(key: unknown, value: Uint8Array): BatchSummary {
     const keyBase = keyOffset(key as Buffer);
-    const wire = verifiedWire(value);
-    if (wire === undefined) throw new StorageCorruptionError(this.#where, keyBase, "storage CRC32C mismatch");
-    let s: BatchSummary;
-    try {
-      s = summarizeBatch(wire);
-    } catch (err) {
-      if (err instanceof MalformedBatchError) throw new StorageCorruptionError(this.#where, keyBase, err.message);
-      throw err;
-    }
-    if (s.baseOffset !== keyBase) throw new StorageCorruptionError(this.#where, keyBase, `header says base offset ${s.baseOffset}`);
-    return s;
+    const check = checkStored(value);
+    if (!check.ok) throw new StorageCorruptionError(this.#where, keyBase, check.problem);
+    if (check.summary.baseOffset !== keyBase) throw new StorageCorruptionError(this.#where, keyBase, `header says base offset ${check.summary.baseOffset}`);
+    return check.summary;
   }
 
   #recover(meta: PartitionMetaRecord | undefined): {
