@@ -204,6 +204,7 @@ describe("acks=all and min.insync.replicas", () => {
   it("refuses before appending with NOT_ENOUGH_REPLICAS when the ISR is below min.insync.replicas", () => {
     const l = leader({ isr: [1], minInsyncReplicas: 2 });
     expect(l.acksAllAdmission()).toBe(ErrorCode.NOT_ENOUGH_REPLICAS);
+    expect(l.canAcceptAcksAll()).toBe(false);
     expect(leader().acksAllAdmission()).toBe(ErrorCode.ERROR_CODE_NONE);
   });
 

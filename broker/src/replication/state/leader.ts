@@ -212,6 +212,11 @@ export class LeaderState {
     return ErrorCode.ERROR_CODE_NONE;
   }
 
+  /** acksAllAdmission() === NONE. */
+  canAcceptAcksAll(): boolean {
+    return this.acksAllAdmission() === ErrorCode.ERROR_CODE_NONE;
+  }
+
   /** A follower's fetch: fencing, the divergence check, then progress, ISR expansion and the HW. */
   followerFetch(fetch: FollowerFetch): FollowerFetchDecision {
     this.checkActive();
