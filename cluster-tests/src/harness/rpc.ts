@@ -12,7 +12,11 @@ type UnaryMethod<Req, Res> = (
   callback: (err: grpc.ServiceError | null, response: Res) => void,
 ) => grpc.ClientUnaryCall;
 
-/** Calls a unary method of a generated client with a deadline. */
+/**
+ * Calls a unary method of a generated client with a deadline. The call waits for the channel to
+ * (re)connect within that deadline instead of failing at once, so a call right after a restart does
+ * not fail on the reconnect backoff left by the process's death.
+ */
 export function callUnary<Req, Res>(
   client: grpc.Client,
   method: UnaryMethod<Req, Res>,
@@ -20,7 +24,7 @@ export function callUnary<Req, Res>(
   timeoutMs = harnessRpcTimeoutMs,
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
-    method.call(client, request, new grpc.Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (err, response) => {
+    method.call(client, request, new grpc.Metadata({ waitForReady: true }), { deadline: new Date(Date.now() + timeoutMs) }, (err, response) => {
       if (err !== null) reject(err);
       else resolve(response);
     });
