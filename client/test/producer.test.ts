@@ -117,10 +117,10 @@ describe("retries and idempotence", () => {
     const acks = await Promise.all(["a", "b", "c"].map((value) => producer.send({ topic: "events", value })));
     expect(acks.map((a) => a.offset)).toEqual([1n, 2n, 3n]);
     expect(values("events", 0)).toEqual(["earlier", "a", "b", "c"]);
+    // On a loaded machine a retry may itself time out and go again; every attempt is the same batch.
     const calls = fake.produceCalls;
-    expect(calls).toHaveLength(2);
-    expect(calls[1]!.baseSequence).toBe(calls[0]!.baseSequence);
-    expect(calls[1]!.producerId).toBe(calls[0]!.producerId);
+    expect(calls.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(calls.map((c) => `${c.producerId}/${c.baseSequence}/${c.recordCount}`)).size).toBe(1);
     expect(calls[0]!.producerId).toBeGreaterThan(0n);
   });
 
