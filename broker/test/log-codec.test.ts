@@ -7,6 +7,7 @@ import {
   keyOffset,
   MalformedBatchError,
   offsetKey,
+  StoredValuePool,
   storeWireBatch,
   summarizeBatch,
 } from "../src/log/codec.js";
@@ -116,6 +117,33 @@ describe("stored batch codec", () => {
       }
     }
     expect(checkStored(new Uint8Array(2))).toEqual({ ok: false, problem: "stored value of 2 bytes is too short" });
+  });
+});
+
+describe("stored value pool", () => {
+  test("a slab is reused only after every value cut from it is released", () => {
+    const pool = new StoredValuePool(1024, 4); // four 240-byte values per slab
+    const first = [1, 2, 3, 4].map((n) => pool.allocate(240).fill(n));
+    expect(new Set(first.map((v) => v.buffer)).size).toBe(1);
+    const second = [5, 6, 7, 8].map((n) => pool.allocate(240).fill(n)); // the first slab retires, all values out
+    expect(second[0]!.buffer).not.toBe(first[0]!.buffer);
+    first.forEach((v, i) => expect(v.every((x) => x === i + 1)).toBe(true));
+    first.slice(0, 3).forEach((v) => pool.release(v));
+    const third = pool.allocate(240); // one value of the first slab is still out: a fresh slab
+    expect(third.buffer).not.toBe(first[0]!.buffer);
+    expect(third.buffer).not.toBe(second[0]!.buffer);
+    pool.release(first[3]!);
+    [1, 2, 3].forEach(() => pool.allocate(240));
+    const reused = pool.allocate(240); // the third slab is full: the first one is free again
+    expect(reused.buffer).toBe(first[0]!.buffer);
+  });
+
+  test("large values get their own allocation", () => {
+    const pool = new StoredValuePool(1024, 4);
+    const big = pool.allocate(600);
+    expect(big.byteLength).toBe(600);
+    expect(big.buffer.byteLength).toBe(600);
+    pool.release(big); // harmless
   });
 });
 

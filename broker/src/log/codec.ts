@@ -19,7 +19,10 @@ export function offsetKey(offset: bigint): Buffer {
 
 export function keyOffset(key: Uint8Array): bigint {
   if (key.length !== offsetKeyBytes) throw new RangeError(`log key has ${key.length} bytes, not ${offsetKeyBytes}`);
-  return new DataView(key.buffer, key.byteOffset, key.length).getBigUint64(0, false);
+  const high = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) >>> 0;
+  const low = ((key[4]! << 24) | (key[5]! << 16) | (key[6]! << 8) | key[7]!) >>> 0;
+  if (high < 0x200000) return BigInt(high * 0x1_0000_0000 + low);
+  return (BigInt(high) << 32n) | BigInt(low);
 }
 
 /** What the log needs from a batch header, plus where the records sit in the wire bytes. */
@@ -287,24 +290,60 @@ function varintSize(value: number): number {
   return size;
 }
 
-// Stored values are carved from shared slabs: one native allocation per slab instead of per batch.
-// A slab region is handed out once and never written again (LMDB's async put reads it later from
-// its write thread); the slab is garbage once every value cut from it is.
-const slabBytes = 1024 * 1024;
-/** Values at least this large get their own allocation rather than wasting a slab's tail. */
-const ownAllocationBytes = 256 * 1024;
-let slab = new Uint8Array(0);
-let slabUsed = 0;
+/**
+ * Where stored values are carved from: shared slabs instead of one native allocation per batch, and
+ * slabs are reused once every value cut from them has been committed (LMDB's async put reads the
+ * value from its write thread until then, so a region is never touched again before its release).
+ */
+export class StoredValuePool {
+  readonly #slabs = new Map<ArrayBufferLike, { bytes: Uint8Array; used: number; outstanding: number; retired: boolean }>();
+  readonly #free: Uint8Array[] = [];
+  #current: { bytes: Uint8Array; used: number; outstanding: number; retired: boolean } | undefined;
 
-function allocateStored(size: number): Uint8Array {
-  if (size >= ownAllocationBytes) return new Uint8Array(size);
-  if (slabUsed + size > slab.length) {
-    slab = new Uint8Array(slabBytes);
-    slabUsed = 0;
+  constructor(
+    readonly slabBytes = defaultSlabBytes,
+    readonly maxFreeSlabs = defaultMaxFreeSlabs,
+  ) {}
+
+  allocate(size: number): Uint8Array {
+    if (size * 4 > this.slabBytes) return new Uint8Array(size);
+    let slab = this.#current;
+    if (slab === undefined || slab.used + size > slab.bytes.length) {
+      if (slab !== undefined) this.#retire(slab);
+      slab = { bytes: this.#free.pop() ?? new Uint8Array(this.slabBytes), used: 0, outstanding: 0, retired: false };
+      this.#slabs.set(slab.bytes.buffer, slab);
+      this.#current = slab;
+    }
+    const out = slab.bytes.subarray(slab.used, slab.used + size);
+    slab.used += (size + 7) & ~7; // keep regions 8-byte aligned
+    slab.outstanding += 1;
+    return out;
   }
-  const out = slab.subarray(slabUsed, slabUsed + size);
-  slabUsed += (size + 7) & ~7; // keep regions 8-byte aligned
-  return out;
+
+  /** The value's put has settled: its region will not be read again. */
+  release(value: Uint8Array): void {
+    const slab = this.#slabs.get(value.buffer);
+    if (slab === undefined) return; // its own allocation
+    slab.outstanding -= 1;
+    if (slab.retired && slab.outstanding === 0) this.#recycle(slab);
+  }
+
+  #retire(slab: { bytes: Uint8Array; outstanding: number; retired: boolean }): void {
+    slab.retired = true;
+    if (slab.outstanding === 0) this.#recycle(slab);
+  }
+
+  #recycle(slab: { bytes: Uint8Array }): void {
+    this.#slabs.delete(slab.bytes.buffer);
+    if (this.#free.length < this.maxFreeSlabs) this.#free.push(slab.bytes);
+  }
+}
+
+const defaultSlabBytes = 1024 * 1024;
+const defaultMaxFreeSlabs = 32;
+
+function allocateStored(size: number, pool: StoredValuePool | undefined): Uint8Array {
+  return pool === undefined ? new Uint8Array(size) : pool.allocate(size);
 }
 
 function writeStorageChecksum(out: Uint8Array, crc: number): void {
@@ -326,11 +365,11 @@ function storageChecksum(wire: Uint8Array, recordsStart: number, recordsEnd: num
  * `RecordBatch.encode({ header, records })`. The records are copied exactly once, into a region that
  * nothing else writes; `header.crc` must be the records' CRC32C (the caller validated it).
  */
-export function encodeStoredBatch(header: RecordBatchHeader, records: Uint8Array): Uint8Array {
+export function encodeStoredBatch(header: RecordBatchHeader, records: Uint8Array, pool?: StoredValuePool): Uint8Array {
   const headerBytes = encodeHeaderInto(header, headerScratch);
   const recordsFieldBytes = records.length === 0 ? 0 : 1 + varintSize(records.length) + records.length;
   const wireBytes = 1 + varintSize(headerBytes) + headerBytes + recordsFieldBytes;
-  const out = allocateStored(storedChecksumBytes + wireBytes);
+  const out = allocateStored(storedChecksumBytes + wireBytes, pool);
   let pos = storedChecksumBytes;
   out[pos++] = 0x0a; // field 1 (header), length-delimited
   pos = writeVarintNumber(out, pos, headerBytes);
@@ -350,8 +389,8 @@ export function encodeStoredBatch(header: RecordBatchHeader, records: Uint8Array
  * The stored value for wire bytes that are already an encoded RecordBatch (a follower's append);
  * `summary` is summarizeBatch(wire), whose records CRC the caller has checked.
  */
-export function storeWireBatch(wire: Uint8Array, summary: BatchSummary = summarizeBatch(wire)): Uint8Array {
-  const out = allocateStored(storedChecksumBytes + wire.length);
+export function storeWireBatch(wire: Uint8Array, summary: BatchSummary = summarizeBatch(wire), pool?: StoredValuePool): Uint8Array {
+  const out = allocateStored(storedChecksumBytes + wire.length, pool);
   out.set(wire, storedChecksumBytes);
   writeStorageChecksum(out, storageChecksum(wire, summary.recordsStart, summary.recordsEnd));
   return out;

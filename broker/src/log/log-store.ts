@@ -4,6 +4,7 @@
 // as LMDB's own syncs complete (with overlappingSync every commit is fsynced shortly after it
 // becomes visible), so flushedOffset moves even when nobody calls flush().
 import { type Database, open, type RootDatabase } from "lmdb";
+import { StoredValuePool } from "./codec.js";
 import { LogUnavailableError } from "./errors.js";
 import { defaultMaxDbs } from "./limits.js";
 import { type FlushTarget, type LogConfig, type PartitionHost, PartitionLog, type PartitionMetaRecord } from "./partition-log.js";
@@ -75,6 +76,7 @@ export class LogStore {
     this.#meta = root.openDB<PartitionMetaRecord, string>({ name: metaDbName, encoding: "json" });
     this.#host = {
       metaDb: this.#meta,
+      valuePool: new StoredValuePool(),
       markUnflushed: (p) => {
         this.#unflushed.add(p);
       },

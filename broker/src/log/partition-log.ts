@@ -14,6 +14,7 @@ import {
   MalformedBatchError,
   offsetKey,
   storeWireBatch,
+  type StoredValuePool,
   summarizeBatch,
   wireToRecordBatch,
 } from "./codec.js";
@@ -62,6 +63,8 @@ export interface PartitionMetaRecord {
 /** What a PartitionLog needs from its LogStore. Not part of the public API. */
 export interface PartitionHost {
   readonly metaDb: Database<PartitionMetaRecord, string>;
+  /** Memory for stored values, shared by the store's partitions. */
+  readonly valuePool: StoredValuePool;
   /** The partition has writes that are not yet known to be flushed. */
   markUnflushed(partition: PartitionLog): void;
   /** A write committed: let the background flush watcher pick it up. */
@@ -195,6 +198,7 @@ export class PartitionLog {
     const stored = encodeStoredBatch(
       { ...header, baseOffset, leaderEpoch, firstTimestamp, maxTimestamp, attributes },
       batch.records,
+      this.#host.valuePool,
     );
     const epochChanged = this.#epochs.assign(leaderEpoch, baseOffset);
     const committed = this.#putBatch(baseOffset, lastOffset, stored);
@@ -247,7 +251,7 @@ export class PartitionLog {
     for (let i = 0; i < summaries.length; i++) {
       const s = summaries[i]!;
       if (this.#epochs.assign(s.leaderEpoch, s.baseOffset)) epochChanged = true;
-      committed = this.#putBatch(s.baseOffset, s.lastOffset, storeWireBatch(storedBatches[i]!, s));
+      committed = this.#putBatch(s.baseOffset, s.lastOffset, storeWireBatch(storedBatches[i]!, s, this.#host.valuePool));
     }
     if (epochChanged) void this.#writeMeta().catch(() => undefined);
     const info: AppendInfo = { baseOffset, lastOffset: next - 1n, logEndOffset: next, maxTimestamp };
@@ -531,10 +535,12 @@ export class PartitionLog {
     this.#host.markUnflushed(this);
     return this.#db.put(offsetKey(baseOffset), stored).then(
       () => {
+        this.#host.valuePool.release(stored);
         if (this.#pending.get(baseOffset) === pending) this.#pending.delete(baseOffset);
         this.#host.requestBackgroundFlush();
       },
       (err: unknown) => {
+        this.#host.valuePool.release(stored);
         throw this.#fail(err);
       },
     );
