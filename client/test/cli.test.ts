@@ -148,7 +148,7 @@ describe("runnel CLI: produce, consume, offsets", () => {
   it("consumes one partition from an offset and exits after --timeout-ms without new records", async () => {
     fake.createTopic("t", 2);
     fake.append("t", 1, ["a", "b", "c", "d"].map((v) => ({ value: enc(v) })));
-    const r = await cli(["consume", "t", "--partition", "1", "--offset", "2", "--timeout-ms", "300"]);
+    const r = await cli(["consume", "t", "--partition", "1", "--offset", "2", "--timeout-ms", "1500"]);
     expect(r).toEqual({ code: 0, stdout: "c\nd\n", stderr: "" });
     const missing = await cli(["consume", "t", "--partition", "5", "--timeout-ms", "100"]);
     expect(missing.code).toBe(2);
