@@ -128,18 +128,25 @@ export class Broker {
     const link = this.link;
     if (link === undefined || !link.registered) return;
     const deadline = Date.now() + controlledShutdownTimeoutMs;
+    // Leaderships no other in-sync replica can take stay here until the process exits.
+    const remaining = new Set<string>();
     try {
       const res = await link.controlledShutdown(controlledShutdownTimeoutMs);
-      if (res.errorCode !== ErrorCode.ERROR_CODE_NONE) this.options.logger.warn({ error: ErrorCode[res.errorCode], message: res.errorMessage }, "controlled shutdown refused");
+      if (res.errorCode !== ErrorCode.ERROR_CODE_NONE) {
+        this.options.logger.warn({ error: ErrorCode[res.errorCode], message: res.errorMessage }, "controlled shutdown refused");
+        return;
+      }
+      for (const t of res.remainingLeaderships) for (const p of t.partitions) remaining.add(`${t.topic}-${p}`);
     } catch (err) {
       this.options.logger.warn({ err: (err as Error).message }, "controlled shutdown failed; stopping anyway");
       return;
     }
-    while (this.replicas.leaderCount() > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
+    const movable = () => this.replicas.partitions().filter((p) => p.role === "leader" && !remaining.has(p.name)).length;
+    while (movable() > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
       await this.replicas.settled();
     }
-    this.options.logger.info({ stillLeading: this.replicas.leaderCount() }, "controlled shutdown complete");
+    this.options.logger.info({ stillLeading: this.replicas.leaderCount(), couldNotMove: [...remaining] }, "controlled shutdown complete");
   }
 
   stop(options: { controlled?: boolean } = {}): Promise<void> {
