@@ -170,10 +170,12 @@ export class PartitionLog {
   }
 
   /**
-   * Appends a batch the caller has validated, as leader in `leaderEpoch`. Offsets are assigned and
-   * the log end offset advances now; the promise resolves when the batch is committed (readable),
-   * which is not yet fsynced (see flushedOffset). With `appendTimeMs` (LogAppendTime topics) the
-   * batch's timestamps are moved to the append time, keeping the records' deltas.
+   * Appends a batch the caller has validated (header.crc must be the records' CRC32C: the stored
+   * form relies on it, so a wrong one makes the batch unreadable), as leader in `leaderEpoch`.
+   * Offsets are assigned and the log end offset advances now; the promise resolves when the batch is
+   * committed (readable), which is not yet fsynced (see flushedOffset). With `appendTimeMs`
+   * (LogAppendTime topics) the batch's timestamps move to the append time, keeping the records'
+   * deltas, and the LogAppendTime attribute bit is set.
    */
   appendAsLeader(batch: RecordBatch, leaderEpoch: number, appendTimeMs?: bigint): Promise<AppendInfo> {
     this.#ensureAvailable();
@@ -419,8 +421,8 @@ export class PartitionLog {
   }
 
   /**
-   * Calls `visit` with the full header of every committed batch from `fromOffset` (default: the log
-   * start) to the log end, in offset order, checksums verified: for rebuilding state derived from
+   * Calls `visit` with the full header of every committed batch whose base offset is >= `fromOffset`
+   * (default: the log start), in offset order, checksums verified: for rebuilding state derived from
    * the log (idempotent producers) after opening or truncating. Reads the whole range.
    */
   forEachBatchHeader(visit: (header: RecordBatchHeader) => void, fromOffset: bigint = this.#logStart): void {
