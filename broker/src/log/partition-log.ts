@@ -80,7 +80,7 @@ interface PendingWrite {
   storedBytes: number;
 }
 
-function sameOrMax(a: bigint, b: bigint): bigint {
+function max(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
 }
 
@@ -137,6 +137,7 @@ export class PartitionLog {
     // Nothing recovered counts as flushed until the store's first fsync after opening has covered it.
     this.#flushed = this.#logStart;
     this.#checkpointedHighWatermark = init.meta === undefined ? -1n : BigInt(init.meta.highWatermark);
+    this.#checkState("recovery");
     if (recovered.metaOutdated) void this.#writeMeta().catch(() => undefined);
   }
 
@@ -347,6 +348,7 @@ export class PartitionLog {
     this.#lowerFlushed(offset);
     this.#epochs.truncateFromEnd(offset);
     this.#host.markUnflushed(this);
+    this.#checkState(`truncation to ${offset}`);
     await this.#writeMeta();
   }
 
@@ -369,6 +371,7 @@ export class PartitionLog {
     this.#flushed = offset;
     this.#epochs.truncateFromEnd(-1n);
     this.#host.markUnflushed(this);
+    this.#checkState(`restart at ${offset}`);
     await this.#writeMeta();
   }
 
@@ -470,6 +473,7 @@ export class PartitionLog {
       if (this.#flushed < newStart) this.#flushed = newStart;
       this.#epochs.truncateFromStart(newStart);
       deletedBatches += chunk.length;
+      this.#checkState(`retention up to ${newStart}`);
       await this.#writeMeta();
     }
     return { deletedBatches, newLogStartOffset: this.#logStart };
@@ -574,6 +578,23 @@ export class PartitionLog {
     );
   }
 
+  /** The offsets' order every operation keeps; breaking it is a bug here, so it fails loudly. */
+  #checkState(after: string): void {
+    const ok =
+      this.#logStart <= this.#highWatermark &&
+      this.#highWatermark <= this.#logEnd &&
+      this.#logStart <= this.#flushed &&
+      this.#flushed <= this.#logEnd &&
+      this.#sizeBytes >= 0 &&
+      (this.#sizeBytes === 0) === (this.#logStart === this.#logEnd);
+    if (!ok) {
+      throw new InvariantError(
+        `${this.#where}: after ${after}: log start ${this.#logStart}, high watermark ${this.#highWatermark}, flushed ${this.#flushed}, ` +
+          `log end ${this.#logEnd}, size ${this.#sizeBytes} bytes are out of order`,
+      );
+    }
+  }
+
   #lowerFlushed(offset: bigint): void {
     if (this.#flushed > offset) this.#flushed = offset;
     for (const target of this.#flushTargets) if (target.offset > offset) target.offset = offset;
@@ -603,7 +624,7 @@ export class PartitionLog {
 
     const metaStart = meta === undefined ? 0n : BigInt(meta.logStartOffset);
     const logStart = firstBase ?? metaStart;
-    const logEnd = last === undefined ? logStart : sameOrMax(last.lastOffset + 1n, logStart);
+    const logEnd = last === undefined ? logStart : max(last.lastOffset + 1n, logStart);
     let metaOutdated = meta === undefined || metaStart !== logStart;
 
     let sizeBytes = 0;
