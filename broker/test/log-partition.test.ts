@@ -445,6 +445,29 @@ describe("store", () => {
     expect(log.flushedOffset).toBe(3n);
   });
 
+  test("flushedOffset advances in the background after commits, without a flush() call", async () => {
+    const { store } = openStore("background-flush");
+    const log = store.openPartition("tid", "orders", 0, keepForever);
+    await log.appendAsLeader(batchOf(3, "a"), 0);
+    // Wait (with a generous bound, not a timing assertion) for LMDB's own sync to be observed.
+    for (let i = 0; i < 3000 && log.flushedOffset < 3n; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(log.flushedOffset).toBe(3n);
+  });
+
+  test("a closed store refuses work with LogUnavailableError", async () => {
+    const { dir, cleanup } = tempDir("closed");
+    cleanups.push(cleanup);
+    const store = LogStore.open({ dir });
+    const log = store.openPartition("tid", "orders", 0, keepForever);
+    await log.appendAsLeader(batchOf(1, "a"), 0);
+    await store.close();
+    expect(() => log.read(0n, 10, 1n)).toThrow(LogUnavailableError);
+    expect(() => log.appendAsLeader(batchOf(1, "b"), 0)).toThrow(LogUnavailableError);
+    expect(() => store.openPartition("tid", "orders", 0, keepForever)).toThrow(LogUnavailableError);
+    await expect(store.flush()).rejects.toThrow(LogUnavailableError);
+    await store.close(); // idempotent
+  });
+
   test("same object on repeat; lists, reopens and deletes partitions", async () => {
     const { store, reopen } = openStore("store");
     const a = store.openPartition("t-a", "alpha", 0, keepForever);
