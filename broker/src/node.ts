@@ -7,7 +7,7 @@ import { join } from "node:path";
 import type { Server as HttpServer } from "node:http";
 import * as grpc from "@grpc/grpc-js";
 import { ErrorCode, type MetadataEvent } from "@runnel/proto";
-import { bindServer, type HostPort, type Logger, serverOptions, shutdownServer, startHttpServer } from "@runnel/common";
+import { addStandardServices, bindServer, type HealthImplementation, type HostPort, type Logger, serverOptions, shutdownServer, startHttpServer } from "@runnel/common";
 import { ControllerLink } from "./controller-link/link.js";
 import { LogStore } from "./log/index.js";
 import { MetadataCache } from "./metadata/cache.js";
@@ -44,6 +44,7 @@ export class Broker {
   private link: ControllerLink | undefined;
   private readonly server = new grpc.Server(serverOptions);
   private http: HttpServer | undefined;
+  private health: HealthImplementation | undefined;
   grpcPort = 0;
   httpPort = 0;
   private stopping: Promise<void> | undefined;
@@ -92,6 +93,7 @@ export class Broker {
     const replication = new ReplicationServiceHandlers({ brokerId: o.brokerId, metadata: this.metadata, replicas: this.replicas, logger: o.logger });
     this.server.addService(brokerServiceDefinition, handlers.implementation());
     this.server.addService(replicationServiceDefinition, replication.implementation());
+    this.health = addStandardServices(this.server, ["runnel.v1.BrokerService", "runnel.v1.ReplicationService"]);
     this.grpcPort = await bindServer(this.server, `${o.listen.host}:${o.listen.port}`);
     if (o.http !== undefined) {
       this.http = await startHttpServer(o.http.host, o.http.port, { notReadyReason: () => this.notReadyReason });
@@ -151,6 +153,7 @@ export class Broker {
 
   stop(options: { controlled?: boolean } = {}): Promise<void> {
     this.stopping ??= (async () => {
+      for (const service of ["", "runnel.v1.BrokerService", "runnel.v1.ReplicationService"]) this.health?.setStatus(service, "NOT_SERVING");
       if (options.controlled === true) await this.controlledShutdown();
       this.link?.stop();
       await shutdownServer(this.server, serverShutdownGraceMs);

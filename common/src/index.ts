@@ -6,3 +6,4 @@ export * from "./grpc.js";
 export * from "./flags.js";
 export * from "./http.js";
 export * from "./address.js";
+export * from "./standard-services.js";

@@ -296,7 +296,7 @@ export class BrokerServiceHandlers {
         }
         budget -= bytes;
         total += bytes;
-        if (bytes === 0) waiters.push(p.hwWaiters);
+        waiters.push(p.hwWaiters);
         return { ...base, ...offsets, errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "", batches };
       }),
     }));
