@@ -15,7 +15,7 @@ import {
 } from "@runnel/common";
 import { ControllerServiceService } from "@runnel/proto";
 import { noLeader } from "./metadata/index.js";
-import { ControllerCore } from "./server/index.js";
+import { ControllerCore, defaultGroupHeartbeatIntervalMs, defaultGroupSessionTimeoutMs } from "./server/index.js";
 import { MetadataStore } from "./store/index.js";
 
 /** How often the state machine sees the clock (session expiry, preferred-leader balancing). */
@@ -33,6 +33,10 @@ export interface ControllerOptions {
   heartbeatIntervalMs: number;
   autoLeaderRebalance: boolean;
   leaderImbalanceCheckMs: number;
+  /** A group member without a heartbeat for this long is removed and its partitions move. */
+  groupSessionTimeoutMs?: number;
+  /** The heartbeat interval group members are told to use. */
+  groupHeartbeatIntervalMs?: number;
   logger?: Logger;
   logLevel?: string;
   tickIntervalMs?: number;
@@ -67,9 +71,15 @@ export async function startController(options: ControllerOptions): Promise<Runni
   let timer: NodeJS.Timeout | undefined;
   try {
     const state = await store.load(randomUUID, Date.now());
+    const groups = store.loadGroups(Date.now());
     core = new ControllerCore({
       store,
       state,
+      groups,
+      groupConfig: {
+        sessionTimeoutMs: options.groupSessionTimeoutMs ?? defaultGroupSessionTimeoutMs,
+        heartbeatIntervalMs: options.groupHeartbeatIntervalMs ?? defaultGroupHeartbeatIntervalMs,
+      },
       config: {
         sessionTimeoutMs: options.sessionTimeoutMs,
         autoLeaderRebalance: options.autoLeaderRebalance,
@@ -80,7 +90,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       onFatal,
     });
     logger.info(
-      { clusterId: state.clusterId, metadataVersion: state.metadataVersion.toString(), brokers: state.brokers.size, topics: state.topics.size, dataDir: options.dataDir },
+      { clusterId: state.clusterId, metadataVersion: state.metadataVersion.toString(), brokers: state.brokers.size, topics: state.topics.size, groups: groups.groups.size, dataDir: options.dataDir },
       "controller state loaded",
     );
 
@@ -154,6 +164,8 @@ function metricsText(core: ControllerCore): string {
     `runnel_controller_metadata_watchers ${core.subscriberCount}`,
     "# TYPE runnel_controller_queued_commands gauge",
     `runnel_controller_queued_commands ${core.queue.length}`,
+    "# TYPE runnel_controller_groups gauge",
+    `runnel_controller_groups ${core.groups.groups.size}`,
     "",
   ].join("\n");
 }

@@ -5,4 +5,4 @@ export { startController, type ControllerOptions, type RunningController, defaul
 export * from "./metadata/index.js";
 export { placeReplicas, type PlacementBroker, type PlacementResult } from "./placement/index.js";
 export { MetadataStore, StoreCorruption } from "./store/index.js";
-export { groupsNotImplementedMessage } from "./server/index.js";
+export * as groups from "./groups/index.js";

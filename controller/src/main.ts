@@ -36,6 +36,20 @@ const flags = parseFlags("runnel-controller", "Runnel controller: cluster metada
     default: 1000,
     parse: intFlag(10, 3_600_000),
   },
+  groupSessionTimeoutMs: {
+    name: "group-session-timeout-ms",
+    env: "RUNNEL_GROUP_SESSION_TIMEOUT_MS",
+    description: "a consumer-group member without a heartbeat for this long is removed",
+    default: 45000,
+    parse: intFlag(100, 3_600_000),
+  },
+  groupHeartbeatIntervalMs: {
+    name: "group-heartbeat-interval-ms",
+    env: "RUNNEL_GROUP_HEARTBEAT_INTERVAL_MS",
+    description: "heartbeat interval consumer-group members are told to use",
+    default: 3000,
+    parse: intFlag(10, 600_000),
+  },
   logLevel: { name: "log-level", env: "RUNNEL_LOG_LEVEL", description: "log level", default: "info", parse: choiceFlag(logLevels) },
 });
 
@@ -55,6 +69,11 @@ if (flags.heartbeatIntervalMs >= flags.sessionTimeoutMs) {
   process.exit(2);
 }
 
+if (flags.groupHeartbeatIntervalMs >= flags.groupSessionTimeoutMs) {
+  logger.fatal({ groupHeartbeatIntervalMs: flags.groupHeartbeatIntervalMs, groupSessionTimeoutMs: flags.groupSessionTimeoutMs }, "group heartbeat interval must be below the group session timeout");
+  process.exit(2);
+}
+
 try {
   const controller = await startController({
     listen: flags.listen,
@@ -64,6 +83,8 @@ try {
     heartbeatIntervalMs: flags.heartbeatIntervalMs,
     autoLeaderRebalance: flags.autoLeaderRebalance === "true",
     leaderImbalanceCheckMs: flags.leaderImbalanceCheckMs,
+    groupSessionTimeoutMs: flags.groupSessionTimeoutMs,
+    groupHeartbeatIntervalMs: flags.groupHeartbeatIntervalMs,
     logger,
     onFatal: fatal,
   });

@@ -254,7 +254,7 @@ describe("controller over gRPC with LMDB", () => {
     expect(resynced.error).toBeUndefined();
   });
 
-  it("answers malformed requests with INVALID_ARGUMENT, topic errors with codes, and groups with UNIMPLEMENTED", async () => {
+  it("answers malformed requests with INVALID_ARGUMENT, topic errors with codes, and an empty group list", async () => {
     const c = await start();
     const bad = [
       rpc(c, "registerBroker", { brokerId: -5, host: "h", port: 1, rack: "", incarnationId: "" }),
@@ -301,9 +301,10 @@ describe("controller over gRPC with LMDB", () => {
     const deleted = await rpc(c, "deleteTopics", { names: ["fine", "fine"] });
     expect(deleted.topics.map((t) => t.errorCode)).toEqual([ErrorCode.ERROR_CODE_NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION]);
 
-    const groups = await callError(rpc(c, "listGroups", {}));
-    expect(groups.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(groups.details).toBe("consumer groups are not implemented yet");
+    const groups = await rpc(c, "listGroups", {});
+    expect(groups.groups).toEqual([]);
+    const badGroup = await callError(rpc(c, "consumerGroupHeartbeat", { groupId: "g", memberId: "", memberEpoch: 5, instanceId: "", rebalanceTimeoutMs: 0, subscribedTopicNames: [], subscribedTopicRegex: "", serverAssignor: "", ownedPartitions: [], clientId: "" }));
+    expect(badGroup.code).toBe(grpc.status.INVALID_ARGUMENT);
   });
 
   it("serves /healthz and /readyz", async () => {

@@ -2,6 +2,9 @@
 // (INVALID_ARGUMENT when malformed), queue the command, and in the queue run it on the state machine,
 // persist the new state, publish the delta to WatchMetadata subscribers, then answer. Reads
 // (DescribeCluster, the first snapshot of a watch) use the current immutable state directly.
+// Consumer-group commands run in the same queue on their own state (groups/), persisted by the same
+// store in their own transaction before the answer.
+import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { grpcError, InvariantError, type Logger, unary } from "@runnel/common";
 import {
@@ -30,6 +33,19 @@ import {
   type TopicOutcome,
 } from "../metadata/index.js";
 import type { MetadataStore } from "../store/index.js";
+import {
+  describeGroup,
+  emptyGroupsState,
+  type GroupConfig,
+  type GroupResult,
+  type GroupsState,
+  heartbeat as groupHeartbeat,
+  listGroups,
+  offsetCommit,
+  offsetFetch,
+  type PartitionCounts,
+  tickGroups,
+} from "../groups/index.js";
 import { CommandQueue } from "./queue.js";
 import * as v from "./validate.js";
 import { MetadataSubscriber, maxSubscribers } from "./watch.js";
@@ -39,7 +55,16 @@ export { MetadataSubscriber, maxSubscriberBacklogEvents, maxSubscribers } from "
 
 /** Commands waiting for the state machine at most; more are refused with RESOURCE_EXHAUSTED. */
 export const maxQueuedCommands = 4096;
-export const groupsNotImplementedMessage = "consumer groups are not implemented yet";
+/** Groups in one DescribeGroups request. */
+export const maxGroupsPerDescribe = 1000;
+/** Default group session timeout and heartbeat interval (controller flags override them). */
+export const defaultGroupSessionTimeoutMs = 45_000;
+export const defaultGroupHeartbeatIntervalMs = 3_000;
+
+/** Partition counts of the existing topics: what the group machine reads of the cluster state. */
+export function partitionCountsOf(state: ClusterState): PartitionCounts {
+  return new Map([...state.topics.values()].map((t) => [t.name, t.partitions.length]));
+}
 
 export interface ControllerCoreOptions {
   store: MetadataStore;
@@ -51,11 +76,20 @@ export interface ControllerCoreOptions {
   onFatal: (err: unknown) => void;
   /** Injected clock for the adapter (the state machine itself never reads a clock). */
   nowMs?: () => number;
+  /** Consumer groups as loaded from the store (default: none). */
+  groups?: GroupsState;
+  groupConfig?: GroupConfig;
+  /** Member id generator (default: random UUIDs). */
+  newMemberId?: () => string;
 }
 
 /** The state, the command queue and the subscribers; the gRPC handlers are built on it. */
 export class ControllerCore {
   private current: ClusterState;
+  private currentGroups: GroupsState;
+  readonly groupConfig: GroupConfig;
+  private readonly newMemberId: () => string;
+  private groupTickQueued = false;
   readonly queue = new CommandQueue(maxQueuedCommands);
   private readonly subscribers = new Set<MetadataSubscriber>();
   private tickQueued = false;
@@ -66,6 +100,33 @@ export class ControllerCore {
   constructor(private readonly options: ControllerCoreOptions) {
     this.current = options.state;
     this.nowMs = options.nowMs ?? Date.now;
+    this.currentGroups = options.groups ?? emptyGroupsState;
+    this.groupConfig = options.groupConfig ?? { sessionTimeoutMs: defaultGroupSessionTimeoutMs, heartbeatIntervalMs: defaultGroupHeartbeatIntervalMs };
+    this.newMemberId = options.newMemberId ?? (() => randomUUID());
+  }
+
+  get groups(): GroupsState {
+    return this.currentGroups;
+  }
+
+  /** Runs a group command in the queue: state machine, then persist, then the answer. */
+  executeGroups<R>(name: string, command: (groups: GroupsState, counts: PartitionCounts, nowMs: number) => GroupResult<R>): Promise<R> {
+    return this.queue.run(async () => {
+      if (this.stopped) throw new Error("controller is shutting down");
+      let result: GroupResult<R>;
+      try {
+        result = command(this.currentGroups, partitionCountsOf(this.current), this.nowMs());
+      } catch (err) {
+        if (err instanceof InvariantError) this.options.onFatal(err);
+        throw err;
+      }
+      if (result.state !== this.currentGroups) {
+        const written = await this.options.store.persistGroups(this.currentGroups, result.state);
+        if (written > 0) this.options.logger.debug({ command: name, records: written }, "groups persisted");
+        this.currentGroups = result.state;
+      }
+      return result.response;
+    });
   }
 
   get state(): ClusterState {
@@ -117,6 +178,21 @@ export class ControllerCore {
         this.options.onFatal(err);
       },
     );
+    if (this.groupTickQueued) return;
+    this.groupTickQueued = true;
+    this.executeGroups("groupTick", (groups, counts, now) => {
+      this.groupTickQueued = false;
+      return tickGroups(groups, counts, now, this.groupConfig);
+    }).then(
+      ({ expiredMembers }) => {
+        if (expiredMembers.length > 0) this.options.logger.warn({ members: expiredMembers }, "group member sessions expired: partitions move");
+      },
+      (err: unknown) => {
+        this.groupTickQueued = false;
+        if (this.stopped) return;
+        this.options.onFatal(err);
+      },
+    );
   }
 
   /** Starts a metadata stream: the snapshot now, then every delta published after it. */
@@ -154,8 +230,6 @@ export class ControllerCore {
       };
     };
     const config = this.options.config;
-    const notImplemented: grpc.handleUnaryCall<unknown, never> = (_call, callback) =>
-      callback(grpcError(grpc.status.UNIMPLEMENTED, groupsNotImplementedMessage));
     const topicResults = (outcomes: TopicOutcome[]) =>
       outcomes.map((o) => ({ name: o.name, errorCode: o.errorCode, errorMessage: o.errorMessage, topicId: o.topicId }));
 
@@ -253,11 +327,37 @@ export class ControllerCore {
         v.validateInitProducerId(r);
         return this.execute("initProducerId", (s) => initProducerId(s, { producerId: r.producerId, producerEpoch: r.producerEpoch }));
       }),
-      consumerGroupHeartbeat: notImplemented,
-      offsetCommit: notImplemented,
-      offsetFetch: notImplemented,
-      listGroups: notImplemented,
-      describeGroups: notImplemented,
+      consumerGroupHeartbeat: queued(async (r) => {
+        v.validateConsumerGroupHeartbeat(r);
+        const memberId = this.newMemberId();
+        const res = await this.executeGroups("groupHeartbeat", (g, counts, now) =>
+          groupHeartbeat(g, { ...r, newMemberId: memberId }, counts, now, this.groupConfig),
+        );
+        if (r.memberEpoch === 0 && res.errorCode === ErrorCode.ERROR_CODE_NONE) logger.info({ groupId: r.groupId, memberId: res.memberId, instanceId: r.instanceId, clientId: r.clientId }, "group member joined");
+        if (r.memberEpoch < 0) logger.info({ groupId: r.groupId, memberId: r.memberId }, "group member left");
+        return {
+          errorCode: res.errorCode,
+          errorMessage: res.errorMessage,
+          memberId: res.memberId,
+          memberEpoch: res.memberEpoch,
+          heartbeatIntervalMs: res.heartbeatIntervalMs,
+          assignment: res.assignment === undefined ? undefined : { partitions: res.assignment },
+        };
+      }),
+      offsetCommit: queued(async (r) => {
+        v.validateOffsetCommit(r);
+        return this.executeGroups("offsetCommit", (g, counts, now) => offsetCommit(g, r, counts, now));
+      }),
+      // Reads use the current state: it only ever holds what was persisted.
+      offsetFetch: unary(async (r) => {
+        v.validateOffsetFetch(r);
+        return { errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "", offsets: offsetFetch(this.currentGroups, r.groupId, r.topics) };
+      }, onUnexpected),
+      listGroups: unary(async () => ({ groups: listGroups(this.currentGroups) }), onUnexpected),
+      describeGroups: unary(async (r) => {
+        v.validateDescribeGroups(r);
+        return { groups: r.groupIds.map((id) => describeGroup(this.currentGroups, id)) };
+      }, onUnexpected),
     };
   }
 }

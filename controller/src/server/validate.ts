@@ -6,6 +6,10 @@ import type {
   AlterPartitionRequest,
   AlterTopicConfigsRequest,
   BrokerHeartbeatRequest,
+  ConsumerGroupHeartbeatRequest,
+  DescribeGroupsRequest,
+  OffsetCommitRequest,
+  OffsetFetchRequest,
   ControlledShutdownRequest,
   CreateTopicsRequest,
   DeleteTopicsRequest,
@@ -117,4 +121,66 @@ export function validateAlterTopicConfigs(r: AlterTopicConfigsRequest): void {
 export function validateInitProducerId(r: InitProducerIdRequest): void {
   check(r.producerId >= 0n, () => `producer_id ${r.producerId} must be >= 0`);
   if (r.producerId > 0n) check(r.producerEpoch >= 0 && r.producerEpoch <= int32Max, () => `producer_epoch ${r.producerEpoch} must be >= 0`);
+}
+
+/** Longest group, member, instance or client id looked at, in characters. */
+export const maxGroupFieldChars = 1024;
+/** Topics (or topic entries) in one group request. */
+export const maxGroupTopicsPerRequest = 10_000;
+/** Partitions listed in one group request. */
+export const maxGroupPartitionsPerRequest = 100_000;
+/** Longest rebalance timeout a member may ask for, in milliseconds. */
+export const maxRebalanceTimeoutMs = 3_600_000;
+
+function checkGroupField(value: string, field: string): void {
+  check(value.length <= maxGroupFieldChars, () => `${field} is ${value.length} characters; at most ${maxGroupFieldChars} are looked at`);
+}
+
+function checkPartitionLists(topics: ReadonlyArray<{ topic: string; partitions: readonly number[] }>, field: string): void {
+  check(topics.length <= maxGroupTopicsPerRequest, () => `${field}: ${topics.length} topics; at most ${maxGroupTopicsPerRequest}`);
+  let n = 0;
+  for (const t of topics) {
+    checkTopicName(t.topic, `${field} topic`);
+    n += t.partitions.length;
+    check(t.partitions.every((p) => p >= 0), () => `${field}: topic ${t.topic} lists a negative partition`);
+  }
+  check(n <= maxGroupPartitionsPerRequest, () => `${field}: ${n} partitions; at most ${maxGroupPartitionsPerRequest}`);
+}
+
+export function validateConsumerGroupHeartbeat(r: ConsumerGroupHeartbeatRequest): void {
+  checkGroupField(r.groupId, "group_id");
+  checkGroupField(r.memberId, "member_id");
+  checkGroupField(r.instanceId, "instance_id");
+  checkGroupField(r.clientId, "client_id");
+  check(r.memberEpoch >= -2, () => `member_epoch ${r.memberEpoch} must be >= -2`);
+  check(r.memberEpoch === 0 || r.memberId !== "", () => `member_epoch ${r.memberEpoch} needs a member_id (join with member_epoch 0 first)`);
+  check(r.rebalanceTimeoutMs >= 0 && r.rebalanceTimeoutMs <= maxRebalanceTimeoutMs, () => `rebalance_timeout_ms ${r.rebalanceTimeoutMs} is outside 0..${maxRebalanceTimeoutMs}`);
+  check(r.subscribedTopicNames.length <= maxGroupTopicsPerRequest, () => `${r.subscribedTopicNames.length} subscribed topics; at most ${maxGroupTopicsPerRequest}`);
+  for (const t of r.subscribedTopicNames) checkTopicName(t, "subscribed topic name");
+  check(r.subscribedTopicNames.length === 0 || r.subscribedTopicRegex === "", () => "subscribe with topic names or a pattern, not both");
+  checkGroupField(r.subscribedTopicRegex, "subscribed_topic_regex");
+  checkGroupField(r.serverAssignor, "server_assignor");
+  checkPartitionLists(r.ownedPartitions, "owned_partitions");
+}
+
+export function validateOffsetCommit(r: OffsetCommitRequest): void {
+  checkGroupField(r.groupId, "group_id");
+  checkGroupField(r.memberId, "member_id");
+  check(r.topics.length <= maxGroupTopicsPerRequest, () => `${r.topics.length} topics; at most ${maxGroupTopicsPerRequest}`);
+  let n = 0;
+  for (const t of r.topics) {
+    checkTopicName(t.topic, "topic");
+    n += t.partitions.length;
+  }
+  check(n <= maxGroupPartitionsPerRequest, () => `${n} partitions; at most ${maxGroupPartitionsPerRequest}`);
+}
+
+export function validateOffsetFetch(r: OffsetFetchRequest): void {
+  checkGroupField(r.groupId, "group_id");
+  checkPartitionLists(r.topics, "topics");
+}
+
+export function validateDescribeGroups(r: DescribeGroupsRequest): void {
+  check(r.groupIds.length <= maxTopicsPerRequest, () => `${r.groupIds.length} groups in one request; at most ${maxTopicsPerRequest}`);
+  for (const id of r.groupIds) checkGroupField(id, "group id");
 }

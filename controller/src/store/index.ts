@@ -5,6 +5,9 @@
 // "broker/<id>", "topic/<name>", "partition/<name>/<index>", "producer/<id>". Only what changed is
 // written: the state is copy-on-write, so a changed record is a different object.
 // Liveness is not stored: on load every broker is "not alive" and gets one session timeout of grace.
+// Consumer groups live in a second database ("groups") of the same environment: "group/<id>" holds a
+// group's epochs, assignor, members and assignments; "offset/<id>\0<topic>\0<partition>" one committed
+// offset. Member heartbeat times are not stored: every member gets one session timeout of grace.
 import { mkdirSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { invariant } from "@runnel/common";
@@ -16,6 +19,17 @@ import {
   type PartitionRecord,
   type TopicRecord,
 } from "../metadata/index.js";
+import {
+  type AssignorName,
+  type CommittedOffsetRecord,
+  emptyGroupsState,
+  graceAfterLoad,
+  type GroupRecord,
+  type GroupsState,
+  type MemberRecord,
+  offsetKey,
+  type Partitions,
+} from "../groups/index.js";
 
 /** Bumped when the stored layout changes incompatibly. */
 export const storeFormatVersion = 1;
@@ -69,13 +83,15 @@ export class MetadataStore {
   private constructor(
     private readonly root: RootDatabase,
     private readonly db: Database<unknown, Key>,
+    private readonly groupsDb: Database<unknown, Key>,
   ) {}
 
   static open(dataDir: string): MetadataStore {
     mkdirSync(dataDir, { recursive: true });
     const root = open({ path: dataDir, mapSize: maxStoreBytes });
     const db = root.openDB<unknown, Key>({ name: "metadata", encoding: "json" });
-    return new MetadataStore(root, db);
+    const groupsDb = root.openDB<unknown, Key>({ name: "groups", encoding: "json" });
+    return new MetadataStore(root, db, groupsDb);
   }
 
   /**
@@ -224,8 +240,80 @@ export class MetadataStore {
     t.partitions.forEach((_, i) => removes.push(`partition/${t.name}/${i}`));
   }
 
+  /** Loads every group and committed offset; members get a session timeout of grace from nowMs. */
+  loadGroups(nowMs: number): GroupsState {
+    const groupValues = new Map<string, GroupValue>();
+    const offsets = new Map<string, Map<string, CommittedOffsetRecord>>();
+    for (const { key, value } of this.groupsDb.getRange({})) {
+      if (key.startsWith("group/")) {
+        const v = value as GroupValue;
+        groupValues.set(v.groupId, v);
+      } else if (key.startsWith("offset/")) {
+        const v = value as OffsetValue;
+        let map = offsets.get(v.groupId);
+        if (map === undefined) offsets.set(v.groupId, (map = new Map()));
+        map.set(offsetKey(v.topic, v.partition), { offset: BigInt(v.offset), leaderEpoch: v.leaderEpoch, metadata: v.metadata, commitTimestampMs: v.commitTimestampMs });
+      } else {
+        throw new StoreCorruption(`controller store has an unknown group record "${key}"`);
+      }
+    }
+    const groups = new Map<string, GroupRecord>();
+    for (const v of groupValues.values()) {
+      groups.set(v.groupId, {
+        groupId: v.groupId,
+        groupEpoch: v.groupEpoch,
+        targetEpoch: v.targetEpoch,
+        assignor: v.assignor,
+        subscriptionSignature: v.subscriptionSignature,
+        members: new Map(v.members.map((m) => [m.memberId, m])),
+        targetAssignment: new Map(Object.entries(v.targetAssignment)),
+        offsets: offsets.get(v.groupId) ?? new Map(),
+      });
+    }
+    for (const groupId of offsets.keys()) {
+      if (!groups.has(groupId)) throw new StoreCorruption(`controller store has offsets of unknown group ${groupId}`);
+    }
+    return graceAfterLoad({ ...emptyGroupsState, groups }, nowMs);
+  }
+
+  /** Writes the groups and offsets that changed from `prev` to `next` in one transaction, flushed. */
+  async persistGroups(prev: GroupsState, next: GroupsState): Promise<number> {
+    if (prev.groups === next.groups) return 0;
+    const puts: [Key, unknown][] = [];
+    const removes: Key[] = [];
+    for (const [id, g] of next.groups) {
+      const old = prev.groups.get(id);
+      if (old === g) continue;
+      if (old === undefined || old.groupEpoch !== g.groupEpoch || old.targetEpoch !== g.targetEpoch || old.assignor !== g.assignor || old.members !== g.members || old.targetAssignment !== g.targetAssignment || old.subscriptionSignature !== g.subscriptionSignature) {
+        const value = groupValueOf(g);
+        if (old === undefined || JSON.stringify(groupValueOf(old)) !== JSON.stringify(value)) puts.push([`group/${id}`, value]);
+      }
+      if (old?.offsets !== g.offsets) {
+        for (const [k, o] of g.offsets) {
+          if (old?.offsets.get(k) === o) continue;
+          const sep = k.lastIndexOf("\u0000");
+          puts.push([`offset/${id}\u0000${k}`, { groupId: id, topic: k.slice(0, sep), partition: Number(k.slice(sep + 1)), offset: o.offset.toString(), leaderEpoch: o.leaderEpoch, metadata: o.metadata, commitTimestampMs: o.commitTimestampMs } satisfies OffsetValue]);
+        }
+        for (const k of old?.offsets.keys() ?? []) if (!g.offsets.has(k)) removes.push(`offset/${id}\u0000${k}`);
+      }
+    }
+    for (const [id, old] of prev.groups) {
+      if (next.groups.has(id)) continue;
+      removes.push(`group/${id}`);
+      for (const k of old.offsets.keys()) removes.push(`offset/${id}\u0000${k}`);
+    }
+    if (puts.length === 0 && removes.length === 0) return 0;
+    await this.groupsDb.transaction(() => {
+      for (const key of removes) this.groupsDb.removeSync(key);
+      for (const [key, value] of puts) this.groupsDb.putSync(key, value);
+    });
+    await this.groupsDb.flushed;
+    return puts.length + removes.length;
+  }
+
   async close(): Promise<void> {
     await this.db.flushed;
+    await this.groupsDb.flushed;
     await this.root.close();
   }
 }
@@ -251,4 +339,36 @@ function topicValueOf(t: TopicRecord): TopicValue {
 
 function partitionValueOf(p: PartitionRecord): PartitionValue {
   return { replicas: [...p.replicas], isr: [...p.isr], leader: p.leader, leaderEpoch: p.leaderEpoch, partitionEpoch: p.partitionEpoch };
+}
+
+interface GroupValue {
+  groupId: string;
+  groupEpoch: number;
+  targetEpoch: number;
+  assignor: AssignorName;
+  subscriptionSignature: string;
+  members: MemberRecord[];
+  targetAssignment: Record<string, Partitions>;
+}
+
+interface OffsetValue {
+  groupId: string;
+  topic: string;
+  partition: number;
+  offset: string;
+  leaderEpoch: number;
+  metadata: string;
+  commitTimestampMs: number;
+}
+
+function groupValueOf(g: GroupRecord): GroupValue {
+  return {
+    groupId: g.groupId,
+    groupEpoch: g.groupEpoch,
+    targetEpoch: g.targetEpoch,
+    assignor: g.assignor,
+    subscriptionSignature: g.subscriptionSignature,
+    members: [...g.members.values()],
+    targetAssignment: Object.fromEntries(g.targetAssignment),
+  };
 }
