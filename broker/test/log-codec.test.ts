@@ -174,24 +174,6 @@ describe("leader epoch cache (Kafka's LeaderEpochFileCache rules)", () => {
     ]);
   });
 
-  test("endOffsetFor: latest epoch ends at the log end, earlier ones where the next starts", () => {
-    const cache = new LeaderEpochCache("t-0", [
-      { epoch: 2, startOffset: 0n },
-      { epoch: 4, startOffset: 10n },
-      { epoch: 7, startOffset: 25n },
-    ]);
-    expect(cache.endOffsetFor(7, 40n)).toEqual({ leaderEpoch: 7, endOffset: 40n });
-    expect(cache.endOffsetFor(4, 40n)).toEqual({ leaderEpoch: 4, endOffset: 25n });
-    // An epoch this replica never saw: the largest epoch below it, ending where the next begins.
-    expect(cache.endOffsetFor(5, 40n)).toEqual({ leaderEpoch: 4, endOffset: 25n });
-    expect(cache.endOffsetFor(3, 40n)).toEqual({ leaderEpoch: 2, endOffset: 10n });
-    expect(cache.endOffsetFor(2, 40n)).toEqual({ leaderEpoch: 2, endOffset: 10n });
-    expect(cache.endOffsetFor(1, 40n)).toBeUndefined();
-    expect(cache.endOffsetFor(8, 40n)).toBeUndefined();
-    expect(cache.endOffsetFor(-1, 40n)).toBeUndefined();
-    expect(new LeaderEpochCache("t-0").endOffsetFor(0, 0n)).toBeUndefined();
-  });
-
   test("truncation from the end and from the start", () => {
     const cache = new LeaderEpochCache("t-0", [
       { epoch: 2, startOffset: 0n },

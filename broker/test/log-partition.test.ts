@@ -218,7 +218,7 @@ describe("leader epoch cache", () => {
     const { store, reopen } = openStore("epochs");
     const log = store.openPartition("tid", "orders", 0, keepForever);
     expect(log.latestEpoch()).toBe(-1);
-    expect(log.endOffsetForEpoch(0)).toBeUndefined();
+    expect(log.endOffsetForEpoch(0)).toEqual({ leaderEpoch: -1, endOffset: -1n });
     await log.appendAsLeader(batchOf(2, "a"), 1); // 0-1
     await log.appendAsLeader(batchOf(2, "b"), 1); // 2-3
     await log.appendAsLeader(batchOf(3, "c"), 3); // 4-6
@@ -233,8 +233,9 @@ describe("leader epoch cache", () => {
     expect(log.endOffsetForEpoch(6)).toEqual({ leaderEpoch: 6, endOffset: 8n });
     expect(log.endOffsetForEpoch(3)).toEqual({ leaderEpoch: 3, endOffset: 7n });
     expect(log.endOffsetForEpoch(2)).toEqual({ leaderEpoch: 1, endOffset: 4n });
-    expect(log.endOffsetForEpoch(0)).toBeUndefined();
-    expect(log.endOffsetForEpoch(7)).toBeUndefined();
+    // Older than every known epoch: Kafka answers with the requested epoch ending where the first starts.
+    expect(log.endOffsetForEpoch(0)).toEqual({ leaderEpoch: 0, endOffset: 0n });
+    expect(log.endOffsetForEpoch(7)).toEqual({ leaderEpoch: -1, endOffset: -1n });
 
     const again = (await reopen()).openPartition("tid", "orders", 0, keepForever);
     expect(again.epochEntries()).toEqual(expected);

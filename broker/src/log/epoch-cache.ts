@@ -8,10 +8,6 @@ export interface EpochEntry {
   startOffset: bigint;
 }
 
-export interface EpochEndOffsetResult {
-  leaderEpoch: number;
-  endOffset: bigint;
-}
 
 export class LeaderEpochCache {
   // Invariant: strictly increasing epochs and non-decreasing start offsets.
@@ -63,25 +59,6 @@ export class LeaderEpochCache {
     }
     this.#entries.push({ epoch, startOffset });
     return true;
-  }
-
-  /**
-   * Kafka's endOffsetFor: the largest epoch <= `requested` and where it ends (the start of the next
-   * epoch, or the log end offset for the latest). Undefined when `requested` is below the earliest
-   * known epoch, above the latest, or the cache is empty.
-   */
-  endOffsetFor(requested: number, logEndOffset: bigint): EpochEndOffsetResult | undefined {
-    const n = this.#entries.length;
-    if (n === 0 || requested < 0) return undefined;
-    const latest = this.#entries[n - 1]!;
-    if (requested === latest.epoch) return { leaderEpoch: requested, endOffset: logEndOffset };
-    if (requested > latest.epoch) return undefined;
-    if (requested < this.#entries[0]!.epoch) return undefined;
-    // First entry with epoch > requested; the one before it is the floor.
-    let higher = 0;
-    while (this.#entries[higher]!.epoch <= requested) higher += 1;
-    const floor = this.#entries[higher - 1]!;
-    return { leaderEpoch: floor.epoch, endOffset: this.#entries[higher]!.startOffset };
   }
 
   /** After truncating the log to `endOffset`: drops every epoch that starts at or after it. */

@@ -6,7 +6,7 @@
 // high watermark is and when to truncate; this layer keeps those decisions durable and checked.
 export { LogStore, type LogStoreOptions, defaultLogConfig } from "./log-store.js";
 export { PartitionLog, type LogConfig, type AppendInfo, type ReadResult } from "./partition-log.js";
-export { LeaderEpochCache, type EpochEntry, type EpochEndOffsetResult } from "./epoch-cache.js";
+export { LeaderEpochCache, type EpochEntry } from "./epoch-cache.js";
 export { decodeStoredHeader, wireToRecordBatch } from "./codec.js";
 export { OffsetOutOfRangeError, InvariantError, StorageCorruptionError, InvalidBatchError, LogUnavailableError } from "./errors.js";
 export { maxBatchesPerRead, maxRetentionDeletesPerTxn } from "./limits.js";

@@ -5,7 +5,7 @@
 // it opens, retention deletes and the new log start) is issued in the same event turn, which
 // lmdb-js commits as one transaction, in issue order.
 import type { Database } from "lmdb";
-import { checksum, decodeBatch, logAppendTimeFlag, type RecordBatch, RecordBatchHeader } from "@runnel/proto";
+import { checksum, decodeBatch, type EpochEndOffset, logAppendTimeFlag, type RecordBatch, RecordBatchHeader } from "@runnel/proto";
 import {
   type BatchSummary,
   checkStored,
@@ -18,7 +18,8 @@ import {
   summarizeBatch,
   wireToRecordBatch,
 } from "./codec.js";
-import { type EpochEndOffsetResult, type EpochEntry, LeaderEpochCache } from "./epoch-cache.js";
+import { type EpochEntry, LeaderEpochCache } from "./epoch-cache.js";
+import { endOffsetForEpoch } from "../replication/state/epochs.js";
 import { InvalidBatchError, InvariantError, LogUnavailableError, OffsetOutOfRangeError, StorageCorruptionError } from "./errors.js";
 import { maxBatchesPerRead, maxRetentionDeletesPerTxn, storedChecksumBytes } from "./limits.js";
 
@@ -383,8 +384,9 @@ export class PartitionLog {
     return this.#epochs.entries();
   }
 
-  endOffsetForEpoch(epoch: number): EpochEndOffsetResult | undefined {
-    return this.#epochs.endOffsetFor(epoch, this.#logEnd);
+  /** Kafka's endOffsetFor over this log's epoch cache (the one rule, in replication/state/epochs). */
+  endOffsetForEpoch(epoch: number): EpochEndOffset {
+    return endOffsetForEpoch(this.#epochs.entries(), epoch, this.#logEnd);
   }
 
   /**
