@@ -2,6 +2,7 @@
 // admin made from it. The controller's address is learned from Metadata, never configured.
 import { Admin } from "./admin/index.js";
 import { Consumer, type ConsumerOptions } from "./consumer/index.js";
+import { GroupAdmin, GroupConsumer, type GroupConsumerOptions } from "./groups/index.js";
 import { ClusterMetadata } from "./metadata/index.js";
 import { ChannelPool, defaultRequestTimeoutMs } from "./network/index.js";
 import { Producer, type ProducerOptions } from "./producer/index.js";
@@ -26,6 +27,7 @@ export class Runnel {
   private readonly requestTimeoutMs: number;
   private readonly producers = new Set<Producer>();
   private readonly consumers = new Set<Consumer>();
+  private readonly groupConsumers = new Set<GroupConsumer>();
 
   constructor(options: RunnelOptions) {
     this.clientId = options.clientId ?? "runnel-client";
@@ -52,6 +54,18 @@ export class Runnel {
     return c;
   }
 
+  /** A consumer that is a member of a consumer group (partitions assigned by the controller). */
+  groupConsumer(options: GroupConsumerOptions): GroupConsumer {
+    const c = new GroupConsumer(this.context(), { clientId: this.clientId, ...options });
+    this.groupConsumers.add(c);
+    return c;
+  }
+
+  /** Consumer-group administration: list, describe with lag, reset offsets. */
+  groupAdmin(): GroupAdmin {
+    return new GroupAdmin(this.context());
+  }
+
   admin(): Admin {
     return new Admin(this.context());
   }
@@ -64,6 +78,7 @@ export class Runnel {
   /** Flushes and closes producers, closes consumers, then every connection. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.producers].map((p) => p.close()));
+    await Promise.allSettled([...this.groupConsumers].map((c) => c.close()));
     await Promise.allSettled([...this.consumers].map((c) => c.close()));
     this.pool.close();
   }

@@ -18,3 +18,7 @@ export {
   type ConsumerOptions, type ConsumerRecord, type ConsumerHeader, type TopicPartition, type SeekTarget, type ResetPolicy,
 } from "./consumer/index.js";
 export { Admin, type NewTopic, type TopicOutcome, type TopicDescription, type ClusterDescription, type BrokerStatus } from "./admin/index.js";
+export {
+  GroupConsumer, GroupAdmin, diffAssignment, defaultAutoCommitIntervalMs,
+  type GroupConsumerOptions, type RebalanceListeners, type GroupListing, type GroupDescription, type GroupMember, type GroupPartitionLag, type OffsetResetTarget,
+} from "./groups/index.js";

@@ -37,7 +37,7 @@ describe("runnel CLI: usage errors", () => {
     [["topic", "frobnicate"], /unknown command 'frobnicate'/],
     [["topic", "list", "--nope"], /unknown option '--nope'/],
     [["offsets", "t", "--time", "yesterday"], /--time must be earliest, latest or milliseconds/],
-    [["group", "list"], /consumer groups are not available/],
+    [["group", "reset-offsets", "g", "--topic", "t"], /give exactly one of --to-earliest/],
   ])("runnel %j exits 2 with one line", async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);

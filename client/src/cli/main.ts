@@ -4,11 +4,14 @@ import { runCli } from "./run.js";
 
 const controller = new AbortController();
 let interrupted = false;
-process.on("SIGINT", () => {
+const onSignal = () => {
   if (interrupted) process.exit(130);
   interrupted = true;
   controller.abort();
-});
+};
+process.on("SIGINT", onSignal);
+// SIGTERM stops as gracefully as Ctrl-C (a group consumer commits and leaves its group).
+process.on("SIGTERM", onSignal);
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   // `runnel consume ... | head` closes the pipe early: that is a normal end, not a failure.
   if (err.code === "EPIPE") process.exit(0);

@@ -283,8 +283,10 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("--offset <o>", "start at this offset (needs --partition)", offsetArg)
     .option("--max-messages <n>", "exit after this many records", positiveInt("--max-messages"))
     .option("--timeout-ms <t>", "exit after this long without a new record", positiveInt("--timeout-ms"))
-    .action(async (topicName: string, o: { group?: string; fromBeginning?: boolean; partition?: number; offset?: bigint; maxMessages?: number; timeoutMs?: number }) => {
-      if (o.group !== undefined) throw new UsageError("consumer groups are not available in this version yet; consume without --group");
+    .option("--instance-id <id>", "static group membership id (with --group)")
+    .option("--commit-interval-ms <t>", "auto-commit interval (with --group)", positiveInt("--commit-interval-ms"))
+    .action(async (topicName: string, o: { group?: string; fromBeginning?: boolean; partition?: number; offset?: bigint; maxMessages?: number; timeoutMs?: number; instanceId?: string; commitIntervalMs?: number }) => {
+      if (o.group !== undefined && (o.partition !== undefined || o.offset !== undefined)) throw new UsageError("--group assigns partitions itself; leave out --partition and --offset");
       if (o.offset !== undefined && o.partition === undefined) throw new UsageError("--offset needs --partition");
       if (o.offset !== undefined && o.fromBeginning) throw new UsageError("use either --offset or --from-beginning, not both");
       const c = await connect();
@@ -292,10 +294,16 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       if (o.partition !== undefined && o.partition >= info.partitions.length) {
         throw new UsageError(`topic "${topicName}" has ${info.partitions.length} partition${info.partitions.length === 1 ? "" : "s"}; --partition ${o.partition} does not exist`);
       }
-      const consumer = c.consumer({ resetPolicy: "none" });
-      const tps = (o.partition === undefined ? info.partitions.map((p) => p.partition) : [o.partition]).map((partition) => ({ topic: topicName, partition }));
-      consumer.assign(tps);
-      for (const tp of tps) consumer.seek(tp, o.offset ?? (o.fromBeginning ? "earliest" : "latest"));
+      let consumer: { next(): Promise<ConsumerRecord | undefined>; close(): Promise<void> };
+      if (o.group !== undefined) {
+        consumer = c.groupConsumer({ groupId: o.group, topics: [topicName], resetPolicy: o.fromBeginning ? "earliest" : "latest", instanceId: o.instanceId, autoCommitIntervalMs: o.commitIntervalMs });
+      } else {
+        const plain = c.consumer({ resetPolicy: "none" });
+        const tps = (o.partition === undefined ? info.partitions.map((p) => p.partition) : [o.partition]).map((partition) => ({ topic: topicName, partition }));
+        plain.assign(tps);
+        for (const tp of tps) plain.seek(tp, o.offset ?? (o.fromBeginning ? "earliest" : "latest"));
+        consumer = plain;
+      }
       const json = globals().json === true;
       let count = 0;
       const stop = aborted(io.signal);
@@ -330,13 +338,51 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       else out(table(["PARTITION", "OFFSET"], offsets.map((p) => [p.partition, p.offset])));
     });
 
-  // --- group (reserved) --------------------------------------------------------------------------
-  const group = program.command("group").description("consumer group commands (not available yet)");
-  const noGroups = () => {
-    throw new UsageError("consumer groups are not available in this version yet");
-  };
-  group.command("list").action(noGroups);
-  group.command("describe <group>").action(noGroups);
+  // --- group -------------------------------------------------------------------------------------
+  const group = program.command("group").description("consumer group commands");
+  group.command("list").description("list consumer groups").action(async () => {
+    const c = await connect();
+    const groups = await c.groupAdmin().listGroups();
+    if (globals().json) for (const g of groups) out(jsonLine(g));
+    else if (groups.length === 0) out("no groups\n");
+    else out(table(["GROUP", "STATE", "MEMBERS"], groups.map((g) => [g.groupId, g.state, g.memberCount])));
+  });
+  group.command("describe <group>").description("members, assignment, committed offset, high watermark and lag").action(async (groupId: string) => {
+    const c = await connect();
+    const d = await c.groupAdmin().describeGroup(groupId);
+    if (globals().json) {
+      out(jsonLine(d));
+      return;
+    }
+    const totalLag = d.partitions.reduce((sum, p) => sum + (p.lag ?? 0n), 0n);
+    out(`group ${d.groupId}  state ${d.state}  epoch ${d.groupEpoch}  assignor ${d.assignor}  members ${d.members.length}  lag ${totalLag}\n`);
+    if (d.members.length > 0) {
+      out(table(["MEMBER", "INSTANCE", "CLIENT", "EPOCH", "ASSIGNMENT"], d.members.map((m) => [
+        m.memberId, m.instanceId || "-", m.clientId || "-", m.memberEpoch, m.assignment.map((tp) => `${tp.topic}-${tp.partition}`).join(",") || "-",
+      ])));
+    }
+    if (d.partitions.length > 0) {
+      out(table(["TOPIC", "PARTITION", "COMMITTED", "HIGH-WATERMARK", "LAG", "MEMBER"], d.partitions.map((p) => [
+        p.topic, p.partition, p.committedOffset < 0n ? "-" : p.committedOffset, p.highWatermark < 0n ? "?" : p.highWatermark, p.lag === undefined ? "?" : p.lag, p.memberId || "-",
+      ])));
+    }
+  });
+  group.command("reset-offsets <group>").description("set the committed offsets of an inactive group")
+    .requiredOption("--topic <topic>", "the topic whose offsets to reset")
+    .option("--partition <p>", "only this partition", positiveInt("--partition", 0))
+    .option("--to-earliest", "the earliest retained offset")
+    .option("--to-latest", "the high watermark")
+    .option("--to-timestamp <ms>", "the first offset at or after this time (ms since the epoch)", positiveInt("--to-timestamp", 0))
+    .option("--to-offset <o>", "this offset", offsetArg)
+    .action(async (groupId: string, o: { topic: string; partition?: number; toEarliest?: boolean; toLatest?: boolean; toTimestamp?: number; toOffset?: bigint }) => {
+      const chosen = [o.toEarliest, o.toLatest, o.toTimestamp !== undefined, o.toOffset !== undefined].filter(Boolean).length;
+      if (chosen !== 1) throw new UsageError("give exactly one of --to-earliest, --to-latest, --to-timestamp, --to-offset");
+      const target = o.toEarliest ? "earliest" : o.toLatest ? "latest" : o.toTimestamp !== undefined ? { timestamp: o.toTimestamp } : o.toOffset!;
+      const c = await connect();
+      const written = await c.groupAdmin().resetOffsets(groupId, o.topic, target, o.partition === undefined ? undefined : [o.partition]);
+      if (globals().json) for (const w of written) out(jsonLine({ group: groupId, topic: o.topic, partition: w.partition, offset: w.offset }));
+      else out(table(["TOPIC", "PARTITION", "NEW-OFFSET"], written.map((w) => [o.topic, w.partition, w.offset])));
+    });
 
   try {
     if (argv.length === 0) {
