@@ -68,7 +68,8 @@ async function createTopic(cluster: Cluster, name: string, partitions: number): 
 }
 
 async function produce(client: Runnel, topic: string, from: number, count: number): Promise<void> {
-  const producer = client.producer({ acks: "all" });
+  // Not idempotent: producer ids come from the controller, which one test kills.
+  const producer = client.producer({ acks: "all", idempotent: false });
   await Promise.all(Array.from({ length: count }, (_, i) => producer.send({ topic, key: `k${from + i}`, value: `v${from + i}` })));
   await producer.close();
 }
@@ -153,5 +154,59 @@ describe("consumer groups with real processes", () => {
     await produce(client, topic, 900, 300);
     await everyRecordSeen(client, topic, consumers, 20_000);
     expect(fourth.seen.length).toBeGreaterThan(0);
+  });
+
+  it("two groups on one topic each get every record; a controller SIGKILL and restart keeps group state and offsets while consumption goes on", async (ctx) => {
+    const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs: 3_000, heartbeatIntervalMs: 200, controllerArgs });
+    const topic = "events";
+    await createTopic(cluster, topic, 4);
+    const client = new Runnel({ bootstrap: cluster.bootstrap, clientId: "groups-test" });
+    ctx.onTestFinished(() => client.close());
+    await produce(client, topic, 0, 200);
+    const bootstrap = cluster.bootstrap.join(",");
+    const groupA = [new ConsumerProcess(bootstrap, topic, "A"), new ConsumerProcess(bootstrap, topic, "A")];
+    const groupB = [new ConsumerProcess(bootstrap, topic, "B")];
+    track(ctx, [...groupA, ...groupB]);
+    await everyRecordSeen(client, topic, groupA, 20_000);
+    await everyRecordSeen(client, topic, groupB, 20_000);
+    const beforeA = await waitForGroup(client, "A", "group A stable with 2 members and its offsets committed", (d) => stableWith(2, [2, 2])(d) && d.partitions.every((p) => p.lag === 0n), 15_000);
+
+    await cluster.kill("controller");
+    // Brokers and partition leaders are untouched: consumers keep consuming their current partitions.
+    await produce(client, topic, 200, 100);
+    await everyRecordSeen(client, topic, groupA, 20_000);
+    await everyRecordSeen(client, topic, groupB, 20_000);
+    await cluster.restart("controller");
+
+    const afterA = await waitForGroup(client, "A", "group A back with the same members and assignment", (d) => d.members.length === 2, 15_000);
+    expect(afterA.members.map((m) => [m.memberId, m.memberEpoch, m.assignment])).toEqual(beforeA.members.map((m) => [m.memberId, m.memberEpoch, m.assignment]));
+    expect(afterA.groupEpoch).toBe(beforeA.groupEpoch);
+    for (const p of afterA.partitions) {
+      const old = beforeA.partitions.find((q) => q.partition === p.partition)!;
+      expect(p.committedOffset).toBeGreaterThanOrEqual(old.committedOffset);
+    }
+    await produce(client, topic, 300, 100);
+    await everyRecordSeen(client, topic, groupA, 20_000);
+    await everyRecordSeen(client, topic, groupB, 20_000);
+    await waitForGroup(client, "B", "group B committed everything", (d) => d.partitions.length === 4 && d.partitions.every((p) => p.lag === 0n), 15_000);
+
+    // The CLI describes the running group: members, assignment and lag.
+    const described = await execa("node", [cliEntry, "--bootstrap", bootstrap, "group", "describe", "A"], { cwd: repoRoot, reject: false });
+    expect(described.exitCode, described.stderr).toBe(0);
+    expect(described.stdout).toMatch(/^group A {2}state stable/);
+    for (const m of afterA.members) expect(described.stdout).toContain(m.memberId);
+    expect(described.stdout).toMatch(/TOPIC\s+PARTITION\s+COMMITTED\s+HIGH-WATERMARK\s+LAG/);
+
+    // Offsets of an inactive group can be reset from the CLI; while it has members they cannot.
+    const busy = await execa("node", [cliEntry, "--bootstrap", bootstrap, "group", "reset-offsets", "B", "--topic", topic, "--to-earliest"], { cwd: repoRoot, reject: false });
+    expect(busy.exitCode).toBe(1);
+    groupB[0]!.proc.kill("SIGTERM");
+    await groupB[0]!.proc;
+    await waitForGroup(client, "B", "group B empty after its member left", (d) => d.members.length === 0, 10_000);
+    const reset = await execa("node", [cliEntry, "--bootstrap", bootstrap, "--json", "group", "reset-offsets", "B", "--topic", topic, "--to-earliest"], { cwd: repoRoot, reject: false });
+    expect(reset.exitCode, reset.stderr).toBe(0);
+    const lagged = await client.groupAdmin().describeGroup("B");
+    expect(lagged.partitions.every((p) => p.committedOffset === 0n)).toBe(true);
+    expect(lagged.partitions.reduce((sum, p) => sum + (p.lag ?? 0n), 0n)).toBe(400n);
   });
 });
