@@ -145,7 +145,8 @@ export class GroupConsumer implements AsyncIterable<ConsumerRecord> {
 
   /** The next record of an owned partition, or undefined once closed. */
   async next(): Promise<ConsumerRecord | undefined> {
-    this.start();
+    if (this.closed && this.fatal === undefined) return undefined;
+    if (!this.closed) this.start();
     this.markProcessed();
     for (;;) {
       if (this.fatal !== undefined) {
