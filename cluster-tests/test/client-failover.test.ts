@@ -2,7 +2,7 @@
 // idempotent acks=all producer with retries writes 100k small records over 3 partitions (RF 3,
 // min.insync.replicas=2) while the leader of one partition is SIGKILLed and later restarted, and a
 // consumer from the library then reads every record back exactly once, in per-partition order, at the
-// offset its acknowledgement named.
+// offset its acknowledgement named; a consumer tailing the topic during the failover reads the same.
 import { describe, expect, it } from "vitest";
 import { Runnel, type Consumer, type RecordMetadata } from "@runnel/client";
 import { type Cluster, startClusterForTest } from "../src/harness/index.js";
@@ -25,23 +25,57 @@ function valueOf(partition: number, seq: number): string {
   return `p${partition}:${seq}`;
 }
 
-/** Reads every partition from its current position up to `endOffsets` (the high watermarks), or until the deadline. */
-async function readUpTo(consumer: Consumer, endOffsets: bigint[], timeoutMs: number): Promise<Map<number, Array<{ offset: bigint; value: string }>>> {
-  const got = new Map<number, Array<{ offset: bigint; value: string }>>(endOffsets.map((_, p) => [p, []]));
-  const next = endOffsets.map(() => 0n);
-  const done = () => next.every((n, p) => n >= endOffsets[p]!);
-  const timer = setTimeout(() => void consumer.close(), timeoutMs);
+type ReadBack = Map<number, Array<{ offset: bigint; value: string }>>;
+
+/**
+ * Reads every partition from its current position until it reaches `endOffsets()` (the high
+ * watermarks, once known: a consumer started before the writes learns them late), or until the deadline.
+ */
+async function readUpTo(consumer: Consumer, partitions: number, endOffsets: () => bigint[] | undefined, deadlineMs: () => number): Promise<ReadBack> {
+  const got: ReadBack = new Map(Array.from({ length: partitions }, (_, p) => [p, []]));
+  const next = Array.from({ length: partitions }, () => 0n);
+  const done = () => {
+    const ends = endOffsets();
+    return ends !== undefined && next.every((n, p) => n >= ends[p]!);
+  };
+  const timer = setInterval(() => {
+    if (Date.now() > deadlineMs() || done()) void consumer.close();
+  }, 50);
   try {
     while (!done()) {
       const r = await consumer.next();
-      if (r === undefined) break; // closed by the timer
+      if (r === undefined) break; // closed
       got.get(r.partition)!.push({ offset: r.offset, value: r.value?.toString("utf8") ?? "<null>" });
       next[r.partition] = r.offset + 1n;
     }
   } finally {
-    clearTimeout(timer);
+    clearInterval(timer);
   }
   return got;
+}
+
+/** Each partition read back holds exactly the records sent to it, in order, at the offsets their acknowledgements named. */
+function checkReadBack(label: string, got: ReadBack, sent: number[], acked: Array<Array<bigint | undefined>>, earliest: bigint[], latest: bigint[]): void {
+  for (let p = 0; p < sent.length; p++) {
+    const records = got.get(p)!;
+    const expectedCount = sent[p]!;
+    const values = records.map((r) => r.value);
+    const duplicates = values.length - new Set(values).size;
+    console.log(`${label}, partition ${p}: ${expectedCount} sent and acknowledged, ${records.length} read (offsets ${earliest[p]}..${latest[p]}), ${duplicates} duplicates`);
+    // Exactly once: the log holds exactly the records sent, no duplicate from a retry.
+    expect(duplicates, `${label}: partition ${p} holds duplicates`).toBe(0);
+    expect(latest[p]! - earliest[p]!, `${label}: partition ${p} log size`).toBe(BigInt(expectedCount));
+    expect(records.length, `${label}: partition ${p} records read`).toBe(expectedCount);
+    // In order: the seq-th record read is the seq-th record sent, at consecutive offsets, at the offset its ack named.
+    const mismatches: string[] = [];
+    for (let seq = 0; seq < records.length && mismatches.length < 5; seq++) {
+      const r = records[seq]!;
+      if (r.value !== valueOf(p, seq)) mismatches.push(`position ${seq}: read ${r.value} at offset ${r.offset}, expected ${valueOf(p, seq)}`);
+      else if (r.offset !== acked[p]![seq]) mismatches.push(`${r.value} read at offset ${r.offset}, acknowledged at ${acked[p]![seq]}`);
+      else if (seq > 0 && r.offset !== records[seq - 1]!.offset + 1n) mismatches.push(`gap before offset ${r.offset}`);
+    }
+    expect(mismatches, `${label}: partition ${p}`).toEqual([]);
+  }
 }
 
 async function leaderOf(cluster: Cluster, partition: number): Promise<number> {
@@ -83,6 +117,15 @@ describe("client library under leader failover", () => {
       restarted = true;
     })();
 
+    // A consumer tailing the topic while it is written reads through the failover as well.
+    const tps = Array.from({ length: partitionCount }, (_, partition) => ({ topic, partition }));
+    const tail = runnel.consumer({ resetPolicy: "none", maxWaitMs: 200 });
+    tail.assign(tps);
+    for (const tp of tps) tail.seek(tp, "earliest");
+    let tailEnds: bigint[] | undefined;
+    let tailDeadlineMs = Infinity;
+    const tailRead = readUpTo(tail, partitionCount, () => tailEnds, () => tailDeadlineMs);
+
     const started = Date.now();
     const sends: Array<Promise<void>> = [];
     for (let i = 0; i < totalRecords; i++) {
@@ -122,34 +165,20 @@ describe("client library under leader failover", () => {
 
     // The restarted broker catches up; then read everything back with a fresh consumer.
     for (let p = 0; p < partitionCount; p++) await cluster.waitForLeader(topic, p, (m) => m.isr.length === 3, { timeoutMs: 20_000 });
+    const latest = (await admin.listOffsets(topic, "latest")).map((o) => o.offset);
+    const earliest = (await admin.listOffsets(topic, "earliest")).map((o) => o.offset);
+    tailEnds = latest;
+    tailDeadlineMs = Date.now() + readBackTimeoutMs;
+    const tailed = await tailRead;
+    await tail.close();
+    checkReadBack("tailing consumer", tailed, nextSeq, acked, earliest, latest);
+
     const consumer = runnel.consumer({ resetPolicy: "none", maxWaitMs: 200 });
-    const tps = Array.from({ length: partitionCount }, (_, partition) => ({ topic, partition }));
     consumer.assign(tps);
     for (const tp of tps) consumer.seek(tp, "earliest");
-    const latest = await admin.listOffsets(topic, "latest");
-    const earliest = await admin.listOffsets(topic, "earliest");
-    const got = await readUpTo(consumer, latest.map((o) => o.offset), readBackTimeoutMs);
+    const readDeadlineMs = Date.now() + readBackTimeoutMs;
+    const got = await readUpTo(consumer, partitionCount, () => latest, () => readDeadlineMs);
     await consumer.close();
-
-    for (let p = 0; p < partitionCount; p++) {
-      const records = got.get(p)!;
-      const expectedCount = nextSeq[p]!;
-      const values = records.map((r) => r.value);
-      const duplicates = values.length - new Set(values).size;
-      console.log(`partition ${p}: ${expectedCount} sent and acknowledged, ${records.length} read (offsets ${earliest[p]!.offset}..${latest[p]!.offset}), ${duplicates} duplicates`);
-      // Exactly once: the log holds exactly the records sent, no duplicate from a retry.
-      expect(duplicates, `partition ${p} holds duplicates`).toBe(0);
-      expect(latest[p]!.offset - earliest[p]!.offset).toBe(BigInt(expectedCount));
-      expect(records.length).toBe(expectedCount);
-      // In order: the seq-th record read is the seq-th record sent, at consecutive offsets, at the offset its ack named.
-      const mismatches: string[] = [];
-      for (let seq = 0; seq < records.length && mismatches.length < 5; seq++) {
-        const r = records[seq]!;
-        if (r.value !== valueOf(p, seq)) mismatches.push(`position ${seq}: read ${r.value} at offset ${r.offset}, expected ${valueOf(p, seq)}`);
-        else if (r.offset !== acked[p]![seq]) mismatches.push(`${r.value} read at offset ${r.offset}, acknowledged at ${acked[p]![seq]}`);
-        else if (seq > 0 && r.offset !== records[seq - 1]!.offset + 1n) mismatches.push(`gap before offset ${r.offset}`);
-      }
-      expect(mismatches).toEqual([]);
-    }
+    checkReadBack("consumer after the writes", got, nextSeq, acked, earliest, latest);
   }, 120_000);
 });
