@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import type { Server as HttpServer } from "node:http";
 import * as grpc from "@grpc/grpc-js";
 import {
+  addStandardServices,
   bindServer,
   createLogger,
   InvariantError,
@@ -100,6 +101,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     });
     grpcServer = new grpc.Server(serverOptions);
     grpcServer.addService(ControllerServiceService, core.service());
+    const health = addStandardServices(grpcServer, ["runnel.v1.ControllerService"]);
     const grpcPort = await bindServer(grpcServer, options.listen);
     core.controllerEndpoint = { brokerId: -1, host: listen.host, port: grpcPort, rack: "" };
     timer = setInterval(() => core.requestTick(), options.tickIntervalMs ?? defaultTickIntervalMs);
@@ -114,6 +116,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const stop = (): Promise<void> => {
       stopping ??= (async () => {
         ready = false;
+        for (const service of ["", "runnel.v1.ControllerService"]) health.setStatus(service, "NOT_SERVING");
         clearInterval(timer);
         await core.stop();
         await shutdownServer(server, shutdownGraceMs);
