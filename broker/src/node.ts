@@ -25,6 +25,8 @@ export interface BrokerOptions {
   listen: HostPort;
   /** Host announced to clients and peers; defaults to the listen host. */
   advertisedHost?: string;
+  /** Port announced to clients and peers (e.g. a proxy in front of this broker); defaults to the bound port. */
+  advertisedPort?: number;
   http?: HostPort;
   dataDir: string;
   /** Omitted: standalone (metadata applied by the caller; tests only). */
@@ -106,7 +108,7 @@ export class Broker {
         controllerAddress: `${o.controller.host}:${o.controller.port}`,
         brokerId: o.brokerId,
         host: o.advertisedHost ?? o.listen.host,
-        port: this.grpcPort,
+        port: o.advertisedPort ?? this.grpcPort,
         rack: o.rack ?? "",
         incarnationId: incarnationId(o.dataDir),
         logger: o.logger,
