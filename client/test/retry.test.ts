@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ErrorCode } from "@runnel/proto";
 import { backoffMs, decideRetry, retryPolicy, withRetry, type RetryEnvironment } from "../src/retry/index.js";
-import { NotLeaderError, RecordTooLargeError, errorFromCode } from "../src/errors/index.js";
+import { ConnectionError, NotLeaderError, RecordTooLargeError, errorFromCode } from "../src/errors/index.js";
 
 const policy = retryPolicy({ initialBackoffMs: 100, maxBackoffMs: 1000, multiplier: 2, jitter: 0.2, maxAttempts: 5, maxTotalMs: 2000 });
 
@@ -48,6 +48,23 @@ describe("retry policy", () => {
     }, { env, beforeRetry: () => { refreshed += 1; } });
     expect(result).toBe(3);
     expect(refreshed).toBe(2);
+  });
+
+  it("the default policy is bounded by time, not attempts: a fast-failing error is retried for maxTotalMs", async () => {
+    const defaults = retryPolicy();
+    let now = 0;
+    const env: RetryEnvironment = { nowMs: () => now, random: () => 0.5, sleep: async (ms) => { now += ms; } };
+    // A refused connection answers at once; the dead leader's replacement comes after the 6 s broker session timeout.
+    const refused = new ConnectionError("cannot reach 127.0.0.1:7401", { code: ErrorCode.BROKER_NOT_AVAILABLE, retriable: true });
+    const electedAtMs = 6_000 + 1_000;
+    await expect(withRetry(defaults, async () => { if (now < electedAtMs) throw refused; return "sent"; }, { env })).resolves.toBe("sent");
+
+    now = 0;
+    let calls = 0;
+    await expect(withRetry(defaults, async () => { calls += 1; throw refused; }, { env })).rejects.toBe(refused);
+    expect(now).toBeGreaterThan(defaults.maxTotalMs - defaults.maxBackoffMs);
+    expect(now).toBeLessThanOrEqual(defaults.maxTotalMs);
+    expect(calls).toBeGreaterThan(10);
   });
 
   it("rejects nonsense options", () => {

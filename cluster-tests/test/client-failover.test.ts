@@ -181,4 +181,39 @@ describe("client library under leader failover", () => {
     await consumer.close();
     checkReadBack("consumer after the writes", got, nextSeq, acked, earliest, latest);
   }, 120_000);
+
+  it("keeps a producer with default options writing through a leader SIGKILL at the cluster's default session timeout", async (ctx) => {
+    // No short timeouts here: the controller's defaults (6 s session) against the client's default retry policy.
+    const cluster = await startClusterForTest(ctx, { brokers: 3 });
+    const runnel = new Runnel({ bootstrap: cluster.bootstrap, clientId: "client-failover-defaults" });
+    ctx.onTestFinished(() => runnel.close());
+    const name = "client-failover-defaults";
+    await runnel.admin().createTopic({ name, partitions: 1, replicationFactor: 3, configs: { "min.insync.replicas": "2" } });
+    await cluster.waitForLeader(name, 0, (m) => m.isr.length === 3);
+    const producer = runnel.producer();
+    const values: string[] = [];
+    const offsets: bigint[] = [];
+    const sendRound = async (round: number) => {
+      const batch = Array.from({ length: 100 }, (_, i) => `r${round}-${i}`);
+      const acks = await Promise.all(batch.map((value) => producer.send({ topic: name, value })));
+      values.push(...batch);
+      offsets.push(...acks.map((a) => a.offset));
+    };
+    for (let round = 0; round < 5; round++) await sendRound(round);
+    const leader = (await cluster.waitForLeader(name, 0)).leaderId;
+    const killedAt = Date.now();
+    await cluster.kill(leader);
+    // The first round after the kill waits out the session timeout and the election inside send().
+    await sendRound(5);
+    console.log(`first round after SIGKILL of leader ${leader} acknowledged after ${Date.now() - killedAt} ms`);
+    for (let round = 6; round < 10; round++) await sendRound(round);
+    expect(offsets).toEqual(values.map((_, i) => BigInt(i)));
+
+    const consumer = runnel.consumer({ resetPolicy: "earliest", maxWaitMs: 100 });
+    consumer.assign([{ topic: name, partition: 0 }]);
+    const read: string[] = [];
+    while (read.length < values.length) read.push((await consumer.next())!.value!.toString());
+    await consumer.close();
+    expect(read).toEqual(values);
+  }, 60_000);
 });

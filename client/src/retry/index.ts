@@ -4,7 +4,7 @@
 import { RunnelError } from "../errors/index.js";
 
 export interface RetryOptions {
-  /** Most attempts in total, the first included. */
+  /** Most attempts in total, the first included (default: unlimited; maxTotalMs bounds retries). */
   maxAttempts?: number;
   /** Delay before the first retry, in milliseconds. */
   initialBackoffMs?: number;
@@ -20,8 +20,14 @@ export interface RetryOptions {
 
 export type RetryPolicy = Required<RetryOptions>;
 
+/**
+ * Retries are bounded by time (maxTotalMs), not by a count: a refused connection fails in a
+ * millisecond, so any fixed count is spent in a few seconds of backoff, before a cluster with the
+ * default 6 s broker session timeout has even elected a new leader. A count stays available for
+ * callers who want one.
+ */
 export const defaultRetryPolicy: Readonly<RetryPolicy> = Object.freeze({
-  maxAttempts: 10,
+  maxAttempts: Number.POSITIVE_INFINITY,
   initialBackoffMs: 100,
   maxBackoffMs: 1000,
   multiplier: 2,
