@@ -95,6 +95,10 @@ export class ReplicaFetcher {
         await this.pause(1_000);
         continue;
       }
+      // Flushes the fetcher did not wait for (the store's first fsync after opening, background
+      // flushes) count too: without this an idle follower restarted before that fsync would report a
+      // stale flushed offset forever and never rejoin the ISR of an fsync topic.
+      for (const p of partitions) syncFlushed(p);
       const byKey = new Map(partitions.map((p) => [`${p.topic}\u0000${p.index}`, p]));
       const request: ReplicaFetchRequest = {
         replicaId: this.host.brokerId,
@@ -125,11 +129,7 @@ export class ReplicaFetcher {
       }
       if (appended.length > 0) {
         if (appended.some((p) => p.config.durability === "fsync")) await this.host.flush();
-        for (const p of appended) {
-          if (p.follower === undefined) continue;
-          const flushed = p.log.flushedOffset < p.follower.logEndOffset ? p.log.flushedOffset : p.follower.logEndOffset;
-          if (flushed > p.follower.flushedOffset) p.follower.flushed(flushed);
-        }
+        for (const p of appended) syncFlushed(p);
       }
       for (const pr of response) {
         const p = byKey.get(`${pr.topic}\u0000${pr.partition}`);
@@ -193,4 +193,12 @@ export class ReplicaFetcher {
     }
     return "appended";
   }
+}
+
+/** Moves the follower state's flushed offset up to what the log has flushed (never past its log end). */
+function syncFlushed(p: Partition): void {
+  const follower = p.follower;
+  if (follower === undefined) return;
+  const flushed = p.log.flushedOffset < follower.logEndOffset ? p.log.flushedOffset : follower.logEndOffset;
+  if (flushed > follower.flushedOffset) follower.flushed(flushed);
 }
