@@ -3,7 +3,7 @@
 // client finds its way around dead brokers in the bootstrap list and in metadata.
 import { describe, expect, it } from "vitest";
 import {
-  InvalidReplicationFactorError, NotEnoughReplicasError, OffsetOutOfRangeError, Runnel, TopicAlreadyExistsError, UnknownTopicError,
+  InvalidReplicationFactorError, NotEnoughReplicasError, OffsetOutOfRangeError, RecordTooLargeError, Runnel, TopicAlreadyExistsError, UnknownTopicError,
 } from "@runnel/client";
 import { findFreePorts, startClusterForTest } from "../src/harness/index.js";
 
@@ -44,6 +44,18 @@ describe("client library errors against a real cluster", () => {
     expect(later.offset).toBe(3n);
     expect((await admin.listOffsets("errors-a", "latest")).map((o) => o.offset)).toEqual([4n, 0n]);
     expect((await admin.listOffsets("errors-a", { timestamp: before }, [0]))[0]!.offset).toBe(3n);
+
+    // A batch the broker refuses for good leaves a gap in the producer's sequence: the producer bumps its
+    // epoch and goes on, so the records after it are written, once each, in order.
+    await admin.createTopic({ name: "errors-size", partitions: 1, replicationFactor: 3, configs: { "max.message.bytes": "2048" } });
+    await cluster.waitForLeader("errors-size", 0, (p) => p.isr.length === 3);
+    const small1 = await producer.send({ topic: "errors-size", value: "small-1" });
+    const big = producer.send({ topic: "errors-size", value: "x".repeat(4096) }).catch((e: unknown) => e);
+    await producer.flush();
+    const small2 = await producer.send({ topic: "errors-size", value: "small-2" });
+    expect(await big).toBeInstanceOf(RecordTooLargeError);
+    expect((await big as RecordTooLargeError).retriable).toBe(false);
+    expect([small1.offset, small2.offset]).toEqual([0n, 1n]);
 
     // resetPolicy "none": a position past the log end is the caller's error, with the log's bounds.
     const strict = runnel.consumer({ resetPolicy: "none", maxWaitMs: 100 });
