@@ -19,6 +19,7 @@ const interruptedExitCode = 130;
 let cluster: Cluster | undefined;
 let interrupted = false;
 let closing: Promise<void> | undefined;
+let keepDir = false;
 
 function log(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
@@ -28,7 +29,11 @@ function log(line: string): void {
 function closeCluster(): Promise<void> {
   if (cluster === undefined) return Promise.resolve();
   const c = cluster;
-  closing ??= c.close().then(() => rmSync(c.dir, { recursive: true, force: true }));
+  // close({ failed: true }) is how the harness is told to keep the dir.
+  closing ??= c.close({ failed: keepDir }).then(() => {
+    if (keepDir) log(`kept the cluster's logs and data in ${c.dir}`);
+    else rmSync(c.dir, { recursive: true, force: true });
+  });
   return closing;
 }
 
@@ -62,6 +67,7 @@ async function main(): Promise<number> {
     options.profileDir = isAbsolute(options.profileDir) ? options.profileDir : resolve(process.cwd(), options.profileDir);
     mkdirSync(options.profileDir, { recursive: true });
   }
+  keepDir = options.keepDir;
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 

@@ -1,6 +1,10 @@
 // Command-line options of `npm run bench`, parsed without side effects (errors are thrown as
 // BenchUsageError for main.ts to print with the usage text).
 import { parseArgs } from "node:util";
+import { defaultMaxInFlightPerPartition } from "@runnel/client";
+
+/** The client accepts 1..5 (Kafka's limit for idempotent producers). */
+const maxInFlightPerPartitionLimit = 5;
 
 export type ScenarioId = "a" | "b" | "c";
 export const allScenarioIds: readonly ScenarioId[] = ["a", "b", "c"];
@@ -18,12 +22,16 @@ export interface BenchOptions {
   probeRecords: number;
   partitions: number;
   valueBytes: number;
+  /** The measured producer's maxInFlightPerPartition; undefined keeps the client's default. */
+  maxInFlightPerPartition: number | undefined;
   scenarios: ScenarioId[];
   /** Where the JSON results go (relative to the repository root unless absolute). */
   outDir: string;
   /** When set, every cluster process runs with --cpu-prof into this directory and is stopped gracefully. */
   profileDir: string | undefined;
   quick: boolean;
+  /** Keep the cluster's temp dir (logs, data) instead of removing it, and print its path. */
+  keepDir: boolean;
 }
 
 export const defaultBenchOptions: Readonly<BenchOptions> = Object.freeze({
@@ -34,10 +42,12 @@ export const defaultBenchOptions: Readonly<BenchOptions> = Object.freeze({
   probeRecords: 200,
   partitions: 3,
   valueBytes: 1024,
+  maxInFlightPerPartition: undefined,
   scenarios: [...allScenarioIds],
   outDir: "bench-results",
   profileDir: undefined,
   quick: false,
+  keepDir: false,
 });
 
 /** --quick: a run of a few seconds that exercises every step (for a smoke test), not a measurement. */
@@ -66,9 +76,11 @@ durability memory; (c) RF 1, acks leader. Prints tables and writes JSON to bench
   --probe N         records sent one at a time afterwards, unloaded latency (default ${defaultBenchOptions.probeRecords})
   --partitions N    partitions per topic (default ${defaultBenchOptions.partitions})
   --value-bytes N   record value size (default ${defaultBenchOptions.valueBytes})
+  --max-in-flight N producer batches in flight per partition, 1..${maxInFlightPerPartitionLimit} (default: the client's, ${defaultMaxInFlightPerPartition})
   --scenarios LIST  comma-separated subset of a,b,c (default a,b,c)
   --out DIR         JSON output directory (default ${defaultBenchOptions.outDir})
   --profile DIR     run every cluster process with node --cpu-prof, profiles into DIR
+  --keep            keep the cluster's temp dir (logs and data) and print where it is
   --quick           tiny run for a smoke test (${quickBenchOptions.seconds} s / ${quickBenchOptions.records} records)`;
 
 export class BenchUsageError extends Error {
@@ -96,10 +108,12 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
         probe: { type: "string" },
         partitions: { type: "string" },
         "value-bytes": { type: "string" },
+        "max-in-flight": { type: "string" },
         scenarios: { type: "string" },
         out: { type: "string" },
         profile: { type: "string" },
         quick: { type: "boolean" },
+        keep: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -129,8 +143,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
     probeRecords: positiveInt("--probe", str("probe"), 0, 100_000) ?? base.probeRecords,
     partitions: positiveInt("--partitions", str("partitions"), 1, maxPartitionsLimit) ?? base.partitions,
     valueBytes: positiveInt("--value-bytes", str("value-bytes"), 1, maxValueBytesLimit) ?? base.valueBytes,
+    maxInFlightPerPartition: positiveInt("--max-in-flight", str("max-in-flight"), 1, maxInFlightPerPartitionLimit) ?? base.maxInFlightPerPartition,
     scenarios,
     outDir: str("out") ?? base.outDir,
     profileDir: str("profile") ?? base.profileDir,
+    keepDir: values["keep"] === true,
   };
 }

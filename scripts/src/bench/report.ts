@@ -50,9 +50,10 @@ export function formatReport(report: BenchReport): string {
   const m = report.machine;
   return [
     `Replicated produce: ${o.partitions} partition(s) per topic, ${o.valueBytes}-byte values, one idempotent producer ` +
-      `(window ${o.windowRecords} records, lingerMs 5, batches up to 256 KiB), ` +
+      `(window ${o.windowRecords} records, lingerMs 5, batches up to 256 KiB, ` +
+      `${o.maxInFlightPerPartition === undefined ? "default" : o.maxInFlightPerPartition} batches in flight per partition), ` +
       `up to ${o.records} records or ${o.seconds} s per scenario after ${o.warmupRecords} warm-up records.`,
-    `Machine: ${m["cpuCount"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, Node ${m["node"]}, temp dir on ${m["tmpdirFilesystem"]}, commit ${m["gitCommit"]}${m["gitDirty"] === "yes" ? " (dirty)" : ""}.`,
+    `Machine: ${m["cpuCount"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, Node ${m["node"]}, temp dir on ${m["tmpdirFilesystem"]}, load average ${m["loadAverageAtStart1m"]} → ${m["loadAverage1m"]}, commit ${m["gitCommit"]}${m["gitDirty"] === "yes" ? " (dirty)" : ""}.`,
     "",
     throughputTable(report.scenarios),
     "",

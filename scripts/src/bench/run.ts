@@ -3,8 +3,10 @@
 // process's CPU and peak RSS over the measured phase. The caller owns printing and signal handling;
 // runBench hands it the cluster as soon as it exists so an interrupt can close it.
 import { execFileSync } from "node:child_process";
-import { cpus, release, tmpdir, totalmem } from "node:os";
+import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { Runnel, type Acks, type Producer } from "@runnel/client";
 import { startCluster, type Cluster, type ProcessId } from "@runnel/cluster-tests";
 import type { BenchOptions, ScenarioId } from "./options.js";
@@ -103,6 +105,8 @@ function machineInfo(): Record<string, string | number> {
     cpuCount: cpus().length,
     memoryGiB: Math.round((totalmem() / 1024 ** 3) * 10) / 10,
     node: process.version,
+    /** Other work on the machine skews every figure: the 1-minute load average when the run ended. */
+    loadAverage1m: Math.round(loadavg()[0]! * 100) / 100,
     kernel: release(),
     tmpdir: tmpdir(),
     tmpdirFilesystem: run("stat", ["-f", "-c", "%T", tmpdir()]),
@@ -113,14 +117,24 @@ function machineInfo(): Record<string, string | number> {
 
 export async function runBench(options: BenchOptions, hooks: BenchHooks): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
+  const loadAverageAtStart1m = Math.round(loadavg()[0]! * 100) / 100;
   const notes: string[] = [];
+  const savedNodeOptions = process.env["NODE_OPTIONS"];
   if (options.profileDir !== undefined) {
-    // The harness starts processes with this process's environment, so this reaches the cluster only.
-    process.env["NODE_OPTIONS"] = `${process.env["NODE_OPTIONS"] ?? ""} --cpu-prof --cpu-prof-dir=${options.profileDir}`.trim();
+    // The harness starts processes with this process's environment, so this reaches the cluster only
+    // (this process has already started). Node 20 refuses --cpu-prof in NODE_OPTIONS, hence a preload.
+    const preload = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), "cpu-profile-preload.js")).href;
+    process.env["NODE_OPTIONS"] = `${savedNodeOptions ?? ""} --import ${preload}`.trim();
+    process.env["RUNNEL_BENCH_PROFILE_DIR"] = options.profileDir;
   }
   hooks.log(`starting controller + ${brokerCount} brokers ...`);
-  const cluster = await startCluster({ brokers: brokerCount, logLevel: "info" });
-  if (options.profileDir !== undefined) delete process.env["NODE_OPTIONS"];
+  let cluster: Cluster;
+  try {
+    cluster = await startCluster({ brokers: brokerCount, logLevel: "info" });
+  } finally {
+    if (savedNodeOptions === undefined) delete process.env["NODE_OPTIONS"];
+    else process.env["NODE_OPTIONS"] = savedNodeOptions;
+  }
   hooks.onCluster(cluster);
   hooks.log(`cluster up in ${cluster.dir}`);
   const runnel = new Runnel({ bootstrap: cluster.bootstrap, clientId: "runnel-bench" });
@@ -161,7 +175,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks): Promis
     startedAt,
     finishedAt: new Date().toISOString(),
     command: `node ${process.argv.slice(1).join(" ")}`,
-    machine: machineInfo(),
+    machine: { ...machineInfo(), loadAverageAtStart1m },
     options,
     scenarios: results,
     ratios,
@@ -187,7 +201,10 @@ async function runScenario(
   }
   await runnel.metadata.refresh([topic]);
 
-  const producer = runnel.producer({ acks: spec.acks });
+  const producer = runnel.producer({
+    acks: spec.acks,
+    ...(options.maxInFlightPerPartition === undefined ? {} : { maxInFlightPerPartition: options.maxInFlightPerPartition }),
+  });
   const send = (value: Uint8Array) => producer.send({ topic, value });
   const now = () => performance.now();
   try {
