@@ -131,6 +131,20 @@ describe("runnel CLI against a real cluster", () => {
     expect(await ok(["offsets", "cli-lines"])).toMatch(/^PARTITION\s+OFFSET\n0\s+2\n$/);
   });
 
+  it("produces more stdin lines than it keeps pending and consumes every one back in order", async () => {
+    const count = 25_000; // above cliMaxPendingRecords, so produce waits for acknowledgements while reading
+    await ok(["topic", "create", "cli-bulk", "--partitions", "3", "--replication-factor", "3"]);
+    const lines = Array.from({ length: count }, (_, i) => `line-${i}`);
+    const acks = jsonLines(await ok(["produce", "cli-bulk", "--key", "one-key", "--json"], { input: lines.join("\n") + "\n" }));
+    expect(acks.map((a) => a["value"])).toEqual(lines);
+    const partition = acks[0]!["partition"];
+    expect(acks.every((a) => a["partition"] === partition)).toBe(true);
+    expect(acks.map((a) => a["offset"])).toEqual(lines.map((_, i) => i));
+
+    const consumed = await ok(["consume", "cli-bulk", "--from-beginning", "--max-messages", String(count)]);
+    expect(consumed).toBe(lines.join("\n") + "\n");
+  });
+
   it("says in one line, without a stack trace, when the cluster is unreachable", async () => {
     const [port] = await findFreePorts(1, "127.0.0.1");
     const address = `127.0.0.1:${port}`;
