@@ -1,6 +1,7 @@
 // `npm run bench`: replicated produce throughput on a fresh local 3-broker cluster. This folder owns
 // the bench: options.ts (flags), workload.ts (the windowed produce loop), proc.ts (/proc CPU and peak
-// RSS), stats.ts and report.ts (figures and tables), run.ts (cluster and scenarios). This file is the
+// RSS), stats.ts and report.ts (figures and tables), run.ts (cluster and scenarios),
+// cpu-profile-preload.ts (--profile). This file is the
 // process shell: it prints, writes bench-results/<timestamp>.json, and makes sure the cluster is
 // killed and its temp dir removed at the end, on error, and on Ctrl-C or SIGTERM.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";

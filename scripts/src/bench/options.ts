@@ -79,7 +79,7 @@ durability memory; (c) RF 1, acks leader. Prints tables and writes JSON to bench
   --max-in-flight N producer batches in flight per partition, 1..${maxInFlightPerPartitionLimit} (default: the client's, ${defaultMaxInFlightPerPartition})
   --scenarios LIST  comma-separated subset of a,b,c (default a,b,c)
   --out DIR         JSON output directory (default ${defaultBenchOptions.outDir})
-  --profile DIR     run every cluster process with node --cpu-prof, profiles into DIR
+  --profile DIR     V8 CPU profile of every cluster process, written to DIR
   --keep            keep the cluster's temp dir (logs and data) and print where it is
   --quick           tiny run for a smoke test (${quickBenchOptions.seconds} s / ${quickBenchOptions.records} records)`;
 

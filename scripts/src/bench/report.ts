@@ -1,6 +1,7 @@
 // The printed form of a bench report: a throughput/latency table, a per-process resource table and
 // the ratios to scenario (c). Pure: takes the report, returns text (Markdown tables, pasteable into
 // BENCHMARKS.md).
+import { defaultBatchMaxBytes, defaultLingerMs } from "@runnel/client";
 import type { BenchReport, ScenarioResult } from "./run.js";
 import { fmt, markdownTable } from "./stats.js";
 
@@ -50,7 +51,7 @@ export function formatReport(report: BenchReport): string {
   const m = report.machine;
   return [
     `Replicated produce: ${o.partitions} partition(s) per topic, ${o.valueBytes}-byte values, one idempotent producer ` +
-      `(window ${o.windowRecords} records, lingerMs 5, batches up to 256 KiB, ` +
+      `(window ${o.windowRecords} records, lingerMs ${defaultLingerMs}, batches up to ${defaultBatchMaxBytes / 1024} KiB, ` +
       `${o.maxInFlightPerPartition === undefined ? "default" : o.maxInFlightPerPartition} batches in flight per partition), ` +
       `up to ${o.records} records or ${o.seconds} s per scenario after ${o.warmupRecords} warm-up records.`,
     `Machine: ${m["cpuCount"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, Node ${m["node"]}, temp dir on ${m["tmpdirFilesystem"]}, load average ${m["loadAverageAtStart1m"]} → ${m["loadAverage1m"]}, commit ${m["gitCommit"]}${m["gitDirty"] === "yes" ? " (dirty)" : ""}.`,
