@@ -1,5 +1,5 @@
 // A broker process's parts wired together: the log store, the metadata cache fed by the controller
-// link, the replica manager, the gRPC services and the HTTP endpoints; and the order they start and
+// link, the replica manager, the gRPC services, the metrics and the HTTP endpoints; and the order they start and
 // stop in (controlled shutdown first, so a planned stop costs clients no failed requests).
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -7,10 +7,11 @@ import { join } from "node:path";
 import type { Server as HttpServer } from "node:http";
 import * as grpc from "@grpc/grpc-js";
 import { ErrorCode, type MetadataEvent } from "@runnel/proto";
-import { addStandardServices, bindServer, type HealthImplementation, type HostPort, type Logger, serverOptions, shutdownServer, startHttpServer } from "@runnel/common";
+import { addStandardServices, bindServer, type HealthImplementation, type HostPort, instrumentedServerOptions, type Logger, serverOptions, shutdownServer, startHttpServer } from "@runnel/common";
 import { ControllerLink } from "./controller-link/link.js";
 import { LogStore } from "./log/index.js";
 import { MetadataCache } from "./metadata/cache.js";
+import { BrokerMetrics, outOfSyncPartitions } from "./metrics/broker-metrics.js";
 import { ReplicaManager } from "./partition/replica-manager.js";
 import { BrokerServiceHandlers, brokerServiceDefinition } from "./server/broker-service.js";
 import { ReplicationServiceHandlers, replicationServiceDefinition } from "./server/replication-service.js";
@@ -19,6 +20,8 @@ import { ReplicationServiceHandlers, replicationServiceDefinition } from "./serv
 export const controlledShutdownTimeoutMs = 30_000;
 /** Grace for in-flight requests when the gRPC server stops. */
 export const serverShutdownGraceMs = 5_000;
+/** Partitions named in a /readyz answer (the count is always given). */
+export const maxNotReadyPartitionsListed = 5;
 
 export interface BrokerOptions {
   brokerId: number;
@@ -44,7 +47,8 @@ export class Broker {
   readonly store: LogStore;
   readonly replicas: ReplicaManager;
   private link: ControllerLink | undefined;
-  private readonly server = new grpc.Server(serverOptions);
+  readonly metrics: BrokerMetrics;
+  private readonly server: grpc.Server;
   private http: HttpServer | undefined;
   private health: HealthImplementation | undefined;
   grpcPort = 0;
@@ -73,12 +77,20 @@ export class Broker {
       },
       fatal: (err) => this.fatal(err),
     });
+    this.metrics = new BrokerMetrics({ brokerId: options.brokerId, replicas: this.replicas, metadata: this.metadata });
+    this.server = new grpc.Server(instrumentedServerOptions(serverOptions, this.metrics.process));
   }
 
   get notReadyReason(): string | undefined {
     if (this.stopping !== undefined) return "shutting down";
     if (this.options.controller !== undefined && !(this.link?.registered ?? false)) return "not registered with the controller";
     if (!this.metadata.loaded) return "no metadata from the controller yet";
+    // Caught up: in the ISR of every partition it replicates that has a leader.
+    const behind = outOfSyncPartitions(this.options.brokerId, this.replicas.partitions());
+    if (behind.length > 0) {
+      const names = behind.slice(0, maxNotReadyPartitionsListed).map((p) => p.name);
+      return `not in the ISR of ${behind.length} partition(s) yet: ${names.join(", ")}${behind.length > names.length ? ", ..." : ""}`;
+    }
     return undefined;
   }
 
@@ -91,14 +103,15 @@ export class Broker {
       controller: o.controller,
       logger: o.logger,
       notReadyReason: () => this.notReadyReason,
+      metrics: this.metrics,
     });
-    const replication = new ReplicationServiceHandlers({ brokerId: o.brokerId, metadata: this.metadata, replicas: this.replicas, logger: o.logger });
+    const replication = new ReplicationServiceHandlers({ brokerId: o.brokerId, metadata: this.metadata, replicas: this.replicas, logger: o.logger, metrics: this.metrics });
     this.server.addService(brokerServiceDefinition, handlers.implementation());
     this.server.addService(replicationServiceDefinition, replication.implementation());
     this.health = addStandardServices(this.server, ["runnel.v1.BrokerService", "runnel.v1.ReplicationService"]);
     this.grpcPort = await bindServer(this.server, `${o.listen.host}:${o.listen.port}`);
     if (o.http !== undefined) {
-      this.http = await startHttpServer(o.http.host, o.http.port, { notReadyReason: () => this.notReadyReason });
+      this.http = await startHttpServer(o.http.host, o.http.port, { notReadyReason: () => this.notReadyReason, metrics: () => this.metrics.text() });
       const address = this.http.address();
       this.httpPort = typeof address === "object" && address !== null ? address.port : 0;
     }

@@ -1,5 +1,5 @@
 // The controller process wiring, callable in-process: open the store, load the state, serve gRPC and
-// HTTP, tick the state machine with the wall clock, and stop cleanly.
+// HTTP (health, readiness, Prometheus metrics), tick the state machine with the wall clock, and stop cleanly.
 import { randomUUID } from "node:crypto";
 import type { Server as HttpServer } from "node:http";
 import * as grpc from "@grpc/grpc-js";
@@ -7,6 +7,7 @@ import {
   addStandardServices,
   bindServer,
   createLogger,
+  instrumentedServerOptions,
   InvariantError,
   type Logger,
   parseHostPort,
@@ -15,7 +16,7 @@ import {
   startHttpServer,
 } from "@runnel/common";
 import { ControllerServiceService } from "@runnel/proto";
-import { noLeader } from "./metadata/index.js";
+import { ControllerMetrics } from "./metrics/controller-metrics.js";
 import { ControllerCore, defaultGroupHeartbeatIntervalMs, defaultGroupSessionTimeoutMs } from "./server/index.js";
 import { MetadataStore } from "./store/index.js";
 
@@ -94,12 +95,13 @@ export async function startController(options: ControllerOptions): Promise<Runni
       { clusterId: state.clusterId, metadataVersion: state.metadataVersion.toString(), brokers: state.brokers.size, topics: state.topics.size, groups: groups.groups.size, dataDir: options.dataDir },
       "controller state loaded",
     );
+    const metrics = new ControllerMetrics(core);
 
     httpServer = await startHttpServer(httpAddress.host, httpAddress.port, {
       notReadyReason: () => (ready ? undefined : stopping !== undefined ? "shutting down" : "starting"),
-      metrics: async () => metricsText(core),
+      metrics: () => metrics.text(),
     });
-    grpcServer = new grpc.Server(serverOptions);
+    grpcServer = new grpc.Server(instrumentedServerOptions(serverOptions, metrics.process));
     grpcServer.addService(ControllerServiceService, core.service());
     const health = addStandardServices(grpcServer, ["runnel.v1.ControllerService"]);
     const grpcPort = await bindServer(grpcServer, options.listen);
@@ -136,39 +138,4 @@ export async function startController(options: ControllerOptions): Promise<Runni
     await store.close().catch(() => undefined);
     throw err;
   }
-}
-
-function metricsText(core: ControllerCore): string {
-  const s = core.state;
-  let partitions = 0;
-  let offline = 0;
-  let underReplicated = 0;
-  for (const t of s.topics.values()) {
-    for (const p of t.partitions) {
-      partitions += 1;
-      if (p.leader === noLeader) offline += 1;
-      if (p.isr.length < p.replicas.length) underReplicated += 1;
-    }
-  }
-  const alive = [...s.brokers.values()].filter((b) => b.alive).length;
-  return [
-    "# TYPE runnel_controller_metadata_version gauge",
-    `runnel_controller_metadata_version ${s.metadataVersion}`,
-    "# TYPE runnel_controller_brokers gauge",
-    `runnel_controller_brokers{state="registered"} ${s.brokers.size}`,
-    `runnel_controller_brokers{state="alive"} ${alive}`,
-    "# TYPE runnel_controller_topics gauge",
-    `runnel_controller_topics ${s.topics.size}`,
-    "# TYPE runnel_controller_partitions gauge",
-    `runnel_controller_partitions{state="all"} ${partitions}`,
-    `runnel_controller_partitions{state="offline"} ${offline}`,
-    `runnel_controller_partitions{state="under_replicated"} ${underReplicated}`,
-    "# TYPE runnel_controller_metadata_watchers gauge",
-    `runnel_controller_metadata_watchers ${core.subscriberCount}`,
-    "# TYPE runnel_controller_queued_commands gauge",
-    `runnel_controller_queued_commands ${core.queue.length}`,
-    "# TYPE runnel_controller_groups gauge",
-    `runnel_controller_groups ${core.groups.groups.size}`,
-    "",
-  ].join("\n");
 }

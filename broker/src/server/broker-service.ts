@@ -36,6 +36,7 @@ import {
   maxPartitionsPerRequest,
   maxProduceTimeoutMs,
 } from "./limits.js";
+import type { BrokerMetrics } from "../metrics/broker-metrics.js";
 import { encodeFetchResponse, type FetchPartitionWire, type FetchTopicWire } from "./wire.js";
 
 export interface BrokerServiceDeps {
@@ -46,6 +47,8 @@ export interface BrokerServiceDeps {
   logger: Logger;
   /** Why the broker cannot serve yet, or undefined. */
   notReadyReason(): string | undefined;
+  /** Traffic counters; omitted in tests that do not look at them. */
+  metrics?: BrokerMetrics;
 }
 
 /** BrokerService with Fetch's response serializer replaced by the pre-encoded-batch encoder. */
@@ -181,6 +184,7 @@ export class BrokerServiceHandlers {
     if (this.inFlightProduceBytes + bytes > maxInFlightProduceBytes && this.inFlightProduceBytes > 0) {
       return this.produceRefusal(req, ErrorCode.THROTTLED, `broker ${this.deps.brokerId} has ${this.inFlightProduceBytes} bytes of produce requests in flight; retry later`);
     }
+    this.deps.metrics?.producedBytes(bytes);
     this.inFlightProduceBytes += bytes;
     try {
       const topics = await Promise.all(
@@ -241,9 +245,16 @@ export class BrokerServiceHandlers {
     for (;;) {
       const { topics, bytes, waiters, anyError } = this.readAll(req, maxBytes);
       const remaining = deadline - Date.now();
-      if (bytes >= req.minBytes || bytes > 0 && req.minBytes === 0 || anyError || remaining <= 0 || abort.signal.aborted) return topics;
+      if (bytes >= req.minBytes || bytes > 0 && req.minBytes === 0 || anyError || remaining <= 0 || abort.signal.aborted) {
+        this.deps.metrics?.fetchedBytes(bytes);
+        return topics;
+      }
       await waitForAny(waiters, remaining, abort.signal);
-      if (Date.now() >= deadline || abort.signal.aborted) return this.readAll(req, maxBytes).topics;
+      if (Date.now() >= deadline || abort.signal.aborted) {
+        const last = this.readAll(req, maxBytes);
+        this.deps.metrics?.fetchedBytes(last.bytes);
+        return last.topics;
+      }
     }
   }
 

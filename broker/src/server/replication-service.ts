@@ -14,6 +14,7 @@ import { OffsetOutOfRangeError } from "../log/index.js";
 import type { MetadataCache } from "../metadata/cache.js";
 import { monotonicNowMs, type ReplicaManager } from "../partition/replica-manager.js";
 import { waitForAny, type Waiters } from "../partition/waiters.js";
+import type { BrokerMetrics } from "../metrics/broker-metrics.js";
 import { maxFetchBytes, maxFetchWaitMs, maxPartitionsPerRequest } from "./limits.js";
 import { encodeReplicaFetchResponse, type ReplicaFetchPartitionWire } from "./wire.js";
 
@@ -30,6 +31,8 @@ export interface ReplicationServiceDeps {
   metadata: MetadataCache;
   replicas: ReplicaManager;
   logger: Logger;
+  /** Traffic counters; omitted in tests that do not look at them. */
+  metrics?: BrokerMetrics;
 }
 
 export class ReplicationServiceHandlers {
@@ -54,9 +57,14 @@ export class ReplicationServiceHandlers {
     const abort = new AbortController();
     call.on("cancelled", () => abort.abort());
     const first = this.serve(req, true);
-    if (first.bytes > 0 || first.anyError || req.maxWaitMs === 0) return first.partitions;
+    if (first.bytes > 0 || first.anyError || req.maxWaitMs === 0) {
+      this.deps.metrics?.replicatedBytes(req.replicaId, first.bytes);
+      return first.partitions;
+    }
     await waitForAny(first.waiters, req.maxWaitMs, abort.signal);
-    return this.serve(req, false).partitions;
+    const second = this.serve(req, false);
+    this.deps.metrics?.replicatedBytes(req.replicaId, second.bytes);
+    return second.partitions;
   }
 
   /** Reads for every partition; only the first pass reports the follower's progress to the leader state. */
