@@ -70,9 +70,10 @@ export class ClusterMetadata {
   /** Fetches metadata for the topics of interest (plus `topics`), or for all topics with `all`. Coalesces concurrent calls. */
   async refresh(topics: readonly string[] = [], all = false): Promise<void> {
     for (const t of topics) this.interest.add(t);
-    // A refresh already running may not cover the new topics; wait for it, then run another.
+    // A refresh already running may not cover the new topics (or, for `all`, every topic: listing
+    // topics must not settle for a refresh of the few a producer uses); wait for it, then run another.
     while (this.inflight !== undefined) {
-      const covered = this.inflightAll || topics.every((t) => this.lastRequested.has(t));
+      const covered = this.inflightAll || (!all && topics.every((t) => this.lastRequested.has(t)));
       const running = this.inflight;
       await running.catch(() => undefined);
       if (covered) return running;
