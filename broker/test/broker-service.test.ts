@@ -124,12 +124,28 @@ describe("produce and fetch", () => {
     expect(zero.topics[0]!.partitions[0]).toMatchObject({ errorCode: ErrorCode.ERROR_CODE_NONE, baseOffset: -1n });
   });
 
+  it("appends one producer's batches in sequence order even when the requests arrive out of order", async () => {
+    const b0 = buildBatch([{ value: enc.encode("s0") }, { value: enc.encode("s1") }], { producerId: 11n, producerEpoch: 0, baseSequence: 0 });
+    const b1 = buildBatch([{ value: enc.encode("s2") }], { producerId: 11n, producerEpoch: 0, baseSequence: 2 });
+    const b2 = buildBatch([{ value: enc.encode("s3") }], { producerId: 11n, producerEpoch: 0, baseSequence: 3 });
+    const later = [produce("events", 1, b2), produce("events", 1, b1)];
+    await new Promise((r) => setTimeout(r, 100));
+    const first = await produce("events", 1, b0);
+    const [r2, r1] = await Promise.all(later);
+    for (const r of [first, r1, r2]) expect(r.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
+    const o0 = first.topics[0]!.partitions[0]!.baseOffset;
+    expect(r1.topics[0]!.partitions[0]!.baseOffset).toBe(o0 + 2n);
+    expect(r2.topics[0]!.partitions[0]!.baseOffset).toBe(o0 + 3n);
+    expect(values(await fetch("events", 1, o0))).toEqual(["s0", "s1", "s2", "s3"]);
+  });
+
   it("drops an idempotent producer's retried batch and answers with its original offset", async () => {
     const batch = buildBatch([{ value: enc.encode("once") }], { producerId: 7n, producerEpoch: 0, baseSequence: 0 });
     const first = await produce("events", 1, batch);
     const retry = await produce("events", 1, batch);
     expect(first.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
     expect(retry.topics[0]!.partitions[0]).toMatchObject({ errorCode: ErrorCode.DUPLICATE_SEQUENCE, baseOffset: first.topics[0]!.partitions[0]!.baseOffset });
+    // A gap that never fills is refused once the bounded wait for the missing batches is over.
     const gap = await produce("events", 1, buildBatch([{ value: enc.encode("gap") }], { producerId: 7n, producerEpoch: 0, baseSequence: 5 }));
     expect(gap.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.OUT_OF_ORDER_SEQUENCE);
     expect(values(await fetch("events", 1, 0n)).filter((v) => v === "once")).toHaveLength(1);

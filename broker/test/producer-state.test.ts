@@ -48,6 +48,19 @@ describe("ProducerStateTable", () => {
     expect(t.check(header(1n, 0, 0))).toEqual({ kind: "append" });
   });
 
+  it("marks a batch that continues a sequence whose earlier batches have not arrived as ahead", () => {
+    const t = new ProducerStateTable();
+    expect(t.check(header(1n, 0, 3))).toMatchObject({ kind: "reject", code: ErrorCode.UNKNOWN_PRODUCER_ID, ahead: true });
+    t.record(header(1n, 0, 0, 2), 0n);
+    expect(t.check(header(1n, 0, 4))).toMatchObject({ kind: "reject", ahead: true });
+    expect(t.check(header(1n, 1, 1))).toMatchObject({ kind: "reject", ahead: true });
+    t.record(header(1n, 0, 2, 5), 2n);
+    t.record(header(1n, 0, 7, 1), 7n);
+    // Behind every remembered batch: a duplicate whose offset is forgotten, never "ahead".
+    expect(t.check(header(1n, 0, 1))).toMatchObject({ kind: "reject", ahead: false });
+    expect(t.check(header(1n, 0, 6))).toMatchObject({ kind: "reject", ahead: false });
+  });
+
   it("ignores batches without a producer id", () => {
     const t = new ProducerStateTable();
     t.record(header(0n, 0, 9), 0n);

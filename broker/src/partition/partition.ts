@@ -4,12 +4,12 @@
 //   append -> (flushed, for fsync topics) -> counts toward the high watermark -> respond.
 // The replication rules (ISR, high watermark, divergence) are the pure LeaderState/FollowerState in
 // ../replication/state; this class feeds them what happened and carries out what they decide.
-import { ErrorCode, type PartitionState, type RecordBatch, type TopicConfig } from "@runnel/proto";
+import { ErrorCode, type PartitionState, type RecordBatch, type RecordBatchHeader, type TopicConfig } from "@runnel/proto";
 import type { Logger } from "@runnel/common";
 import type { LogConfig, PartitionLog, ReadResult } from "../log/index.js";
 import { type AckResult, type LeaderDecision, LeaderState, FollowerState } from "../replication/state/index.js";
 import { batchProblem } from "./validate.js";
-import { ProducerStateTable } from "./producer-state.js";
+import { ProducerStateTable, type SequenceCheck } from "./producer-state.js";
 import { Waiters } from "./waiters.js";
 
 export type Role = "leader" | "follower" | "offline";
@@ -22,6 +22,15 @@ export interface ProduceOutcome {
 }
 
 export type AcksMode = "none" | "leader" | "all";
+
+/**
+ * How long an idempotent batch that arrives ahead of its predecessors waits for them. A client keeps up
+ * to five batches per partition in flight as separate gRPC calls, and HTTP/2 may deliver those out of
+ * order; refusing them at once would turn every reordering into a retry round trip.
+ */
+export const maxSequenceGapWaitMs = 2_000;
+/** Batches that may wait for a sequence gap at once on one partition; more are refused at once. */
+export const maxBatchesWaitingForSequencePerPartition = 1_000;
 
 /** What a partition needs from the broker around it. */
 export interface PartitionHooks {
@@ -50,6 +59,9 @@ export class Partition {
   /** Woken when the log end offset moves (followers wait on it). */
   readonly leoWaiters = new Waiters();
   private readonly pendingAcks = new Map<number, (code: ErrorCode) => void>();
+  /** Batches waiting for an earlier sequence of the same producer to be appended, by producer id. */
+  private readonly waitingForSequence = new Map<bigint, Set<() => void>>();
+  private waitingForSequenceCount = 0;
   private nextAckId = 1;
 
   constructor(
@@ -161,6 +173,7 @@ export class Partition {
   }
 
   private stopLeading(code: ErrorCode): void {
+    for (const producerId of [...this.waitingForSequence.keys()]) this.wakeSequenceWaiters(producerId);
     if (this.leader === undefined) return;
     const acks = this.leader.resign(code);
     this.leader = undefined;
@@ -195,9 +208,14 @@ export class Partition {
     const problem = batchProblem(batch, this.config, this.name);
     if (problem !== undefined) return fail(problem.code, problem.message);
     const header = batch!.header!;
-    const leader = this.leader!;
-    const sequence = this.producers.check(header);
+    let sequence = this.producers.check(header);
+    if (sequence.kind === "reject" && sequence.ahead) {
+      sequence = await this.waitForSequenceGap(header, Math.min(timeoutMs, maxSequenceGapWaitMs));
+      const stillLeader = this.leaderProblem(undefined);
+      if (stillLeader !== undefined) return fail(stillLeader.code, stillLeader.message);
+    }
     if (sequence.kind === "reject") return fail(sequence.code, `${this.name}: ${sequence.message}`);
+    const leader = this.leader!;
     if (sequence.kind === "duplicate") {
       // Already appended: answer as the original append would have been answered, once committed.
       if (acks === "all" && sequence.baseOffset >= 0n) {
@@ -216,6 +234,7 @@ export class Partition {
     const baseOffset = this.log.logEndOffset;
     const appended = this.log.appendAsLeader(batch!, this.leaderEpoch, appendTime);
     this.producers.record(header, baseOffset);
+    this.wakeSequenceWaiters(header.producerId);
     const info = await appended;
     if (this.leader === leader) {
       this.apply(leader.localAppend({ logEndOffset: info.logEndOffset > leader.logEndOffset ? info.logEndOffset : leader.logEndOffset }));
@@ -227,6 +246,43 @@ export class Partition {
     const code = await this.waitForCommit(leader, info.lastOffset, timeoutMs);
     if (code === ErrorCode.ERROR_CODE_NONE) return ok;
     return fail(code, `${this.name}: batch at offset ${info.baseOffset} appended but not acknowledged: ${ErrorCode[code]}`);
+  }
+
+  /** Waits until the producer's state accepts (or definitely refuses) the batch, or `waitMs` passes. */
+  private async waitForSequenceGap(header: RecordBatchHeader, waitMs: number): Promise<SequenceCheck> {
+    const deadline = this.hooks.nowMs() + waitMs;
+    let sequence = this.producers.check(header);
+    while (sequence.kind === "reject" && sequence.ahead && this.role === "leader" && this.waitingForSequenceCount < maxBatchesWaitingForSequencePerPartition) {
+      const remaining = deadline - this.hooks.nowMs();
+      if (remaining <= 0) break;
+      let waiters = this.waitingForSequence.get(header.producerId);
+      if (waiters === undefined) {
+        waiters = new Set();
+        this.waitingForSequence.set(header.producerId, waiters);
+      }
+      const set = waiters;
+      this.waitingForSequenceCount++;
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          set.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, remaining);
+        set.add(wake);
+      });
+      this.waitingForSequenceCount--;
+      if (set.size === 0 && this.waitingForSequence.get(header.producerId) === set) this.waitingForSequence.delete(header.producerId);
+      sequence = this.producers.check(header);
+    }
+    return sequence;
+  }
+
+  private wakeSequenceWaiters(producerId: bigint): void {
+    if (producerId === 0n) return;
+    const waiters = this.waitingForSequence.get(producerId);
+    if (waiters === undefined) return;
+    for (const wake of [...waiters]) wake();
   }
 
   private waitForCommit(leader: LeaderState, lastOffset: bigint, timeoutMs: number): Promise<ErrorCode> {

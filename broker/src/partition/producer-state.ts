@@ -26,11 +26,22 @@ interface ProducerEntry {
 export type SequenceCheck =
   | { kind: "append" }
   | { kind: "duplicate"; baseOffset: bigint }
-  | { kind: "reject"; code: ErrorCode; message: string };
+  /**
+   * `ahead`: the batch continues a sequence whose earlier batches have not arrived yet. Concurrent
+   * requests on one HTTP/2 connection may be delivered out of order, so the leader may wait a bounded
+   * time for the gap to fill before refusing.
+   */
+  | { kind: "reject"; code: ErrorCode; message: string; ahead: boolean };
 
 function nextSequence(seq: number, count: number): number {
   const n = seq + count;
   return n > maxSequence ? n - maxSequence - 1 : n;
+}
+
+/** Whether `seq` lies after `expected` (within half the sequence space, so wrap-around counts). */
+function sequenceAhead(seq: number, expected: number): boolean {
+  const distance = (seq - expected + maxSequence + 1) % (maxSequence + 1);
+  return distance > 0 && distance < (maxSequence + 1) / 2;
 }
 
 export class ProducerStateTable {
@@ -50,10 +61,11 @@ export class ProducerStateTable {
         kind: "reject",
         code: ErrorCode.UNKNOWN_PRODUCER_ID,
         message: `producer ${header.producerId} has no state on this partition and its batch starts at sequence ${header.baseSequence}, not 0`,
+        ahead: header.baseSequence > 0,
       };
     }
     if (header.producerEpoch < entry.epoch) {
-      return { kind: "reject", code: ErrorCode.INVALID_PRODUCER_EPOCH, message: `producer ${header.producerId} epoch ${header.producerEpoch} is older than ${entry.epoch}` };
+      return { kind: "reject", code: ErrorCode.INVALID_PRODUCER_EPOCH, message: `producer ${header.producerId} epoch ${header.producerEpoch} is older than ${entry.epoch}`, ahead: false };
     }
     if (header.producerEpoch > entry.epoch) {
       if (header.baseSequence === 0) return { kind: "append" };
@@ -61,6 +73,7 @@ export class ProducerStateTable {
         kind: "reject",
         code: ErrorCode.OUT_OF_ORDER_SEQUENCE,
         message: `producer ${header.producerId} new epoch ${header.producerEpoch} must start at sequence 0, not ${header.baseSequence}`,
+        ahead: true,
       };
     }
     for (const memo of entry.batches) {
@@ -78,6 +91,7 @@ export class ProducerStateTable {
       kind: "reject",
       code: ErrorCode.OUT_OF_ORDER_SEQUENCE,
       message: `producer ${header.producerId} epoch ${header.producerEpoch}: expected sequence ${expected}, got ${header.baseSequence}`,
+      ahead: sequenceAhead(header.baseSequence, expected),
     };
   }
 
