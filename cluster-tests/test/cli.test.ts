@@ -145,6 +145,18 @@ describe("runnel CLI against a real cluster", () => {
     expect(consumed).toBe(lines.join("\n") + "\n");
   });
 
+  it("consumes many records with --timeout-ms without printing anything but the records", async () => {
+    // The idle timeout restarts with every record; it must not pile up timers or abort listeners (Node
+    // warns on stderr after 10 listeners on one AbortSignal).
+    await ok(["topic", "create", "cli-idle", "--partitions", "1", "--replication-factor", "3"]);
+    const lines = Array.from({ length: 50 }, (_, i) => `idle-${i}`);
+    await ok(["produce", "cli-idle"], { input: lines.join("\n") + "\n" });
+    const timed = await runnel(["consume", "cli-idle", "--from-beginning", "--timeout-ms", "1500"]);
+    expect(timed.exitCode, timed.stderr).toBe(0);
+    expect(timed.stderr).toBe("");
+    expect(timed.stdout).toBe(lines.join("\n") + "\n");
+  });
+
   it("says in one line, without a stack trace, when the cluster is unreachable", async () => {
     const [port] = await findFreePorts(1, "127.0.0.1");
     const address = `127.0.0.1:${port}`;
