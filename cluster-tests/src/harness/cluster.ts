@@ -61,6 +61,8 @@ export interface ClusterOptions {
   brokerEntry?: string;
   /** Deadline for the whole start-up wait of each step; default processStartTimeoutMs. */
   startTimeoutMs?: number;
+  /** Called with the Cluster before any process starts (ports are chosen): fault layers hook in here. */
+  onCreated?: (cluster: Cluster) => void;
 }
 
 /** What restart() waits for before resolving. A broker restarted while the controller is down can only reach "listening". */
@@ -445,6 +447,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), "runnel-test-"));
   const ports = await findFreePorts(2 + 2 * options.brokers, host);
   const cluster = new Cluster(dir, { grpcPort: ports[0]!, httpPort: ports[1]! }, options);
+  options.onCreated?.(cluster);
   const brokerPorts = Array.from({ length: options.brokers }, (_, i) => ({ grpcPort: ports[2 + 2 * i]!, httpPort: ports[3 + 2 * i]! }));
   try {
     await cluster.startAll(brokerPorts);
