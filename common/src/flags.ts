@@ -42,16 +42,17 @@ export function parseFlags<S extends Record<string, FlagSpec<unknown>>>(
   const cmd = new Command(program).description(summary).allowExcessArguments(false).showHelpAfterError(false);
   cmd.configureOutput({ outputError: (str, write) => write(`${program}: ${str.replace(/^error: /, "").trim()}\n`) });
   for (const spec of Object.values(specs)) {
-    const option = new Option(`--${spec.name} <value>`, spec.description)
-      .env(spec.env)
-      .default(spec.default)
-      .argParser((text: string) => {
-        try {
-          return spec.parse(text);
-        } catch (err) {
-          throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
-        }
-      });
+    const option = new Option(`--${spec.name} <value>`, spec.description).env(spec.env);
+    // An empty-string default means "computed from other flags" (the description says how), so --help
+    // does not print a misleading `default: ""`; the empty value is filled in after parsing.
+    if (spec.default !== "") option.default(spec.default);
+    option.argParser((text: string) => {
+      try {
+        return spec.parse(text);
+      } catch (err) {
+        throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+      }
+    });
     cmd.addOption(option);
   }
   cmd.parse(argv as string[]);
@@ -59,7 +60,7 @@ export function parseFlags<S extends Record<string, FlagSpec<unknown>>>(
   const out: Record<string, unknown> = {};
   for (const [key, spec] of Object.entries(specs)) {
     const camel = spec.name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    out[key] = values[camel];
+    out[key] = values[camel] ?? spec.default;
   }
   return out as { [K in keyof S]: S[K]["default"] };
 }
