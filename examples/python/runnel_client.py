@@ -463,13 +463,7 @@ class GroupConsumer:
             self.cluster.refresh()
             return
         if res.error_code in (E.FENCED_MEMBER_EPOCH, E.UNKNOWN_MEMBER_ID):
-            # Our partitions may belong to someone else already: drop them uncommitted and rejoin.
-            self.stats["rejoins"] += 1
-            self.positions.clear()
-            if res.error_code == E.UNKNOWN_MEMBER_ID:
-                self.member_id = ""
-            self.member_epoch = 0
-            self._next_heartbeat_ms = 0
+            self._lose_partitions(res.error_code)
             return
         if res.error_code != E.ERROR_CODE_NONE:
             err = RunnelError(res.error_code, res.error_message)
@@ -497,6 +491,17 @@ class GroupConsumer:
             self._start(added)
             self.stats["assigned"] += len(added)
 
+    def _lose_partitions(self, code):
+        """Fenced or removed: our partitions may belong to someone else already, so drop them without
+        committing and rejoin with epoch 0 at the next poll."""
+        self.stats["rejoins"] += 1
+        self.positions.clear()
+        self.committed.clear()
+        if code == E.UNKNOWN_MEMBER_ID:
+            self.member_id = ""
+        self.member_epoch = 0
+        self._next_heartbeat_ms = 0
+
     def _start(self, tps):
         """Positions for newly assigned partitions: the committed offset, else per the reset policy."""
         req = controller_pb2.OffsetFetchRequest(group_id=self.group_id, topics=[
@@ -523,6 +528,9 @@ class GroupConsumer:
         req = controller_pb2.OffsetCommitRequest(group_id=self.group_id, member_id=self.member_id, member_epoch=self.member_epoch,
                                                  topics=[controller_pb2.OffsetCommitTopic(topic=t, partitions=ps) for t, ps in by_topic.items()])
         res = self.cluster.controller_stub().OffsetCommit(req, timeout=request_timeout_s)
+        if res.error_code in (E.FENCED_MEMBER_EPOCH, E.UNKNOWN_MEMBER_ID):
+            self._lose_partitions(res.error_code)   # not ours any more: nothing to commit
+            return
         if res.error_code != E.ERROR_CODE_NONE:
             raise RunnelError(res.error_code, res.error_message)
         for t in res.topics:
@@ -539,7 +547,10 @@ class GroupConsumer:
             try:
                 self.commit()
             finally:
-                self._heartbeat_call(-1)
+                try:
+                    self._heartbeat_call(-1)
+                except grpc.RpcError:
+                    pass   # the controller will expire us after the session timeout instead
         self.positions.clear()
         self.member_id, self.member_epoch = "", 0
 
@@ -552,7 +563,10 @@ class GroupConsumer:
             self.heartbeat()
         if _monotonic_ms() >= self._next_commit_ms:
             self._next_commit_ms = _monotonic_ms() + self._auto_commit_interval_ms
-            self.commit()
+            try:
+                self.commit()
+            except grpc.RpcError:
+                self.cluster.refresh()   # controller unreachable: the next interval tries again
         wait_ms = int(max(0, min(max_wait_ms, self._next_heartbeat_ms - _monotonic_ms())))
         if not self.positions:
             time.sleep(wait_ms / 1000)
