@@ -1,11 +1,12 @@
 // The HTTP side of every process: /healthz (the process is alive), /readyz (it can serve: registered
 // and caught up), /metrics (Prometheus text, supplied by the process).
 import { createServer, type Server } from "node:http";
+import { metricsContentType } from "./metrics.js";
 
 export interface HttpEndpoints {
   /** Why the process is not ready, or undefined when it is. */
   notReadyReason: () => string | undefined;
-  /** Prometheus exposition text. */
+  /** Prometheus exposition text (a process's ProcessMetrics.text()). */
   metrics?: () => Promise<string>;
 }
 
@@ -22,7 +23,7 @@ export function startHttpServer(host: string, port: number, endpoints: HttpEndpo
       else res.writeHead(503, { "content-type": "text/plain" }).end(`not ready: ${reason}\n`);
     } else if (path === "/metrics" && endpoints.metrics !== undefined) {
       endpoints.metrics().then(
-        (text) => res.writeHead(200, { "content-type": "text/plain; version=0.0.4" }).end(text),
+        (text) => res.writeHead(200, { "content-type": metricsContentType }).end(text),
         (err: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`${String(err)}\n`),
       );
     } else {
