@@ -7,6 +7,7 @@ import { ErrorCode, type ReplicaFetchRequest, ReplicationServiceService } from "
 import { channelOptions, deadlineIn, isUnavailable, type Logger } from "@runnel/common";
 import { decodeStoredHeader } from "../log/index.js";
 import type { Partition } from "../partition/partition.js";
+import type { FollowerState } from "./state/index.js";
 import { decodeReplicaFetchResponse, type ReplicaFetchPartitionWire } from "../server/wire.js";
 
 /** How long the leader may hold a replica fetch open when it has nothing new. */
@@ -184,15 +185,28 @@ export class ReplicaFetcher {
       return "idle";
     }
     if (pr.batches.length === 0) return "idle";
-    const headers = pr.batches.map((b) => decodeStoredHeader(b));
-    await p.log.appendStored(pr.batches);
-    if (p.follower !== follower) return "idle";
-    for (const h of headers) {
-      follower.appended({ baseOffset: h.baseOffset, lastOffset: h.baseOffset + BigInt(h.recordCount - 1), leaderEpoch: h.leaderEpoch });
-      p.producers.record(h, h.baseOffset);
-    }
-    return "appended";
+    return (await appendFetchedBatches(p, follower, pr.batches)) ? "appended" : "idle";
   }
+}
+
+/**
+ * Appends a leader's batches to a follower's log. The producer state learns them as soon as the log
+ * has taken them (its end offset moved), before the write commits, as on the leader path: if this
+ * replica becomes leader meanwhile (a controlled shutdown moves leadership while followers fetch), it
+ * leads with these batches in its log and must know them, or it accepts a producer's retry of one as
+ * new and stores the record twice. Returns false when the follower state changed during the write
+ * (its new state starts from the log, which already counts the batches).
+ */
+export async function appendFetchedBatches(p: Partition, follower: FollowerState, batches: readonly Uint8Array[]): Promise<boolean> {
+  const headers = batches.map((b) => decodeStoredHeader(b));
+  const written = p.log.appendStored(batches);
+  for (const h of headers) p.producers.record(h, h.baseOffset);
+  await written;
+  if (p.follower !== follower) return false;
+  for (const h of headers) {
+    follower.appended({ baseOffset: h.baseOffset, lastOffset: h.baseOffset + BigInt(h.recordCount - 1), leaderEpoch: h.leaderEpoch });
+  }
+  return true;
 }
 
 /** Moves the follower state's flushed offset up to what the log has flushed (never past its log end). */
