@@ -1,5 +1,5 @@
 // Keeps `npm run bench` working: a tiny run must finish, write its JSON with every scenario
-// acknowledged, and leave no cluster behind. It asserts no figures: benchmarks print, tests check.
+// acknowledged and read back, and leave no cluster behind. It asserts no figures: benchmarks print, tests check.
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,9 +16,15 @@ describe("npm run bench", () => {
       expect(run.exitCode, run.stderr + run.stdout).toBe(0);
       const files = readdirSync(out).filter((f) => f.endsWith(".json"));
       expect(files).toHaveLength(1);
-      const report = JSON.parse(readFileSync(join(out, files[0]!), "utf8")) as { scenarios: Array<{ acked: number }> };
-      expect(report.scenarios).toHaveLength(3);
-      for (const s of report.scenarios) expect(s.acked).toBeGreaterThan(0);
+      const report = JSON.parse(readFileSync(join(out, files[0]!), "utf8")) as { results: Array<{ workload: string; target: string; produced: number; deliveries: number }> };
+      // Every workload ran on Runnel (W1 twice per durability), produced, and the readers got everything.
+      expect(new Set(report.results.map((r) => r.workload))).toEqual(new Set(["W1", "W1-small", "W2", "W3", "W4"]));
+      for (const r of report.results) {
+        expect(r.produced, `${r.workload} ${r.target}`).toBeGreaterThan(0);
+        if (r.workload === "W4") expect(r.deliveries).toBe(3 * r.produced);
+        else if (r.workload !== "W1" && r.workload !== "W1-small") expect(r.deliveries).toBe(r.produced);
+      }
+      expect(readdirSync(out).filter((f) => f.endsWith(".md"))).toHaveLength(1);
       // The cluster it started (its own temp dir, named in its output) is gone.
       const clusterDir = /cluster up in (\S+)/.exec(run.stderr + run.stdout)?.[1];
       expect(clusterDir, run.stderr).toBeDefined();

@@ -1,9 +1,12 @@
-// `npm run bench`: replicated produce throughput on a fresh local 3-broker cluster. This folder owns
-// the bench: options.ts (flags), workload.ts (the windowed produce loop), proc.ts (/proc CPU and peak
-// RSS), stats.ts and report.ts (figures and tables), run.ts (cluster and scenarios),
-// cpu-profile-preload.ts (--profile). This file is the
-// process shell: it prints, writes bench-results/<timestamp>.json, and makes sure the cluster is
-// killed and its temp dir removed at the end, on error, and on Ctrl-C or SIGTERM.
+// `npm run bench`: the issue 9 workloads (W1 replicated produce, W2 end-to-end latency, W3 catch-up
+// read, W4 fan-out) on a fresh local 3-broker cluster and, with --peers, on NATS JetStream and
+// RabbitMQ clusters. This folder owns the bench: options.ts (flags), target.ts (what a system under
+// test provides), runnel-target.ts and peers/ (Runnel, NATS, RabbitMQ: start, stop, produce, consume),
+// workload.ts (produce loops, delivery counting), workloads.ts (W1–W4), proc.ts (/proc CPU and peak
+// RSS), stats.ts and report.ts (figures and tables), run.ts (systems and workloads in order),
+// cpu-profile-preload.ts (--profile). This file is the process shell: it prints, writes
+// bench-results/<timestamp>.json and .md, and makes sure every cluster is killed and its temp dir
+// removed at the end, on error, and on Ctrl-C or SIGTERM.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,6 +21,7 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", ".
 const interruptedExitCode = 130;
 
 let cluster: Cluster | undefined;
+let peers: { dir: string; close: () => Promise<void> } | undefined;
 let interrupted = false;
 let closing: Promise<void> | undefined;
 let keepDir = false;
@@ -43,8 +47,12 @@ function onSignal(signal: NodeJS.Signals): void {
   interrupted = true;
   log(`${signal}: stopping the cluster`);
   // Before the cluster exists, runBench sees `interrupted` once startCluster returns and stops there.
-  if (cluster !== undefined) {
-    void closeCluster().finally(() => process.exit(interruptedExitCode));
+  const p = peers;
+  if (cluster !== undefined || p !== undefined) {
+    const closePeers = p === undefined ? Promise.resolve() : p.close().catch(() => undefined).then(() => {
+      if (!keepDir) rmSync(p.dir, { recursive: true, force: true });
+    });
+    void Promise.allSettled([closeCluster(), closePeers]).finally(() => process.exit(interruptedExitCode));
   }
 }
 
@@ -79,15 +87,21 @@ async function main(): Promise<number> {
         cluster = c;
         if (interrupted) throw new BenchInterrupted("interrupted during start-up");
       },
+      onPeers: (p) => {
+        peers = p;
+      },
       interrupted: () => interrupted,
     });
     await closeCluster();
-    process.stdout.write(`${formatReport(report)}\n`);
+    const text = formatReport(report);
+    process.stdout.write(`${text}\n`);
     const outDir = isAbsolute(options.outDir) ? options.outDir : join(repoRoot, options.outDir);
     mkdirSync(outDir, { recursive: true });
     const file = join(outDir, `${report.startedAt.replace(/[:.]/g, "-")}.json`);
     writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-    process.stdout.write(`\nresults written to ${file}\n`);
+    const markdown = file.replace(/\.json$/, ".md");
+    writeFileSync(markdown, `${text}\n`);
+    process.stdout.write(`\nresults written to ${file} (tables in ${markdown})\n`);
     return 0;
   } catch (err) {
     if (err instanceof ClusterStartError) {

@@ -2,48 +2,55 @@
 // BenchUsageError for main.ts to print with the usage text).
 import { parseArgs } from "node:util";
 import { defaultMaxInFlightPerPartition } from "@runnel/client";
+import { allWorkloadIds, type WorkloadId } from "./workloads.js";
 
 /** The client accepts 1..5 (Kafka's limit for idempotent producers). */
 const maxInFlightPerPartitionLimit = 5;
 
-export type ScenarioId = "a" | "b" | "c";
-export const allScenarioIds: readonly ScenarioId[] = ["a", "b", "c"];
-
 export interface BenchOptions {
-  /** Stop sending after this many seconds of the measured phase. */
+  /** W1/W4: stop sending after this many seconds of the measured phase ... */
   seconds: number;
-  /** Stop sending after this many records of the measured phase. */
+  /** ... or after this many records. */
   records: number;
   /** Unacknowledged records allowed at once (the producer's window). */
   windowRecords: number;
-  /** Records sent and acknowledged before measuring (JIT, connections, producer id). */
+  /** Records sent and acknowledged before measuring W1 (JIT, connections, producer id). */
   warmupRecords: number;
-  /** Records sent one at a time after the measured phase, for unloaded latency. */
-  probeRecords: number;
   partitions: number;
   valueBytes: number;
+  /** W1's second run. */
+  smallValueBytes: number;
+  w2RatePerSec: number;
+  w2Seconds: number;
+  w3Records: number;
   /** The measured producer's maxInFlightPerPartition; undefined keeps the client's default. */
   maxInFlightPerPartition: number | undefined;
-  scenarios: ScenarioId[];
+  workloads: WorkloadId[];
+  /** Also run NATS JetStream and RabbitMQ (started, and installed when missing, by the bench). */
+  peers: boolean;
   /** Where the JSON results go (relative to the repository root unless absolute). */
   outDir: string;
-  /** When set, every cluster process runs with --cpu-prof into this directory and is stopped gracefully. */
+  /** When set, every Runnel cluster process runs with the V8 profiler into this directory. */
   profileDir: string | undefined;
   quick: boolean;
-  /** Keep the cluster's temp dir (logs, data) instead of removing it, and print its path. */
+  /** Keep the clusters' temp dirs (logs, data) instead of removing them, and print their paths. */
   keepDir: boolean;
 }
 
 export const defaultBenchOptions: Readonly<BenchOptions> = Object.freeze({
   seconds: 15,
-  records: 200_000,
+  records: 1_000_000,
   windowRecords: 8192,
   warmupRecords: 5_000,
-  probeRecords: 200,
   partitions: 3,
   valueBytes: 1024,
+  smallValueBytes: 100,
+  w2RatePerSec: 2_000,
+  w2Seconds: 15,
+  w3Records: 1_000_000,
   maxInFlightPerPartition: undefined,
-  scenarios: [...allScenarioIds],
+  workloads: [...allWorkloadIds],
+  peers: false,
   outDir: "bench-results",
   profileDir: undefined,
   quick: false,
@@ -56,7 +63,9 @@ export const quickBenchOptions: Readonly<Partial<BenchOptions>> = Object.freeze(
   records: 2_000,
   windowRecords: 512,
   warmupRecords: 100,
-  probeRecords: 10,
+  w2RatePerSec: 500,
+  w2Seconds: 2,
+  w3Records: 2_000,
 });
 
 /** The largest --records: per-record latencies are kept in memory (8 bytes each). */
@@ -64,24 +73,36 @@ export const maxRecordsLimit = 20_000_000;
 export const maxSecondsLimit = 3600;
 export const maxPartitionsLimit = 64;
 export const maxValueBytesLimit = 512 * 1024;
+export const maxRatePerSecLimit = 1_000_000;
 
 export const benchUsage = `Usage: npm run bench -- [options]
-Starts a fresh local cluster (controller + 3 brokers) in a temp dir and measures produce throughput of
-1 KiB records for (a) RF 3, min.insync.replicas 2, acks all, durability fsync; (b) the same with
-durability memory; (c) RF 1, acks leader. Prints tables and writes JSON to bench-results/.
-  --seconds S       measured phase ends after S seconds (default ${defaultBenchOptions.seconds})
-  --records N       ... or after N records, whichever comes first (default ${defaultBenchOptions.records})
-  --window N        unacknowledged records allowed at once (default ${defaultBenchOptions.windowRecords})
-  --warmup N        records sent before measuring (default ${defaultBenchOptions.warmupRecords})
-  --probe N         records sent one at a time afterwards, unloaded latency (default ${defaultBenchOptions.probeRecords})
-  --partitions N    partitions per topic (default ${defaultBenchOptions.partitions})
-  --value-bytes N   record value size (default ${defaultBenchOptions.valueBytes})
-  --max-in-flight N producer batches in flight per partition, 1..${maxInFlightPerPartitionLimit} (default: the client's, ${defaultMaxInFlightPerPartition})
-  --scenarios LIST  comma-separated subset of a,b,c (default a,b,c)
-  --out DIR         JSON output directory (default ${defaultBenchOptions.outDir})
-  --profile DIR     V8 CPU profile of every cluster process, written to DIR
-  --keep            keep the cluster's temp dir (logs and data) and print where it is
-  --quick           tiny run for a smoke test (${quickBenchOptions.seconds} s / ${quickBenchOptions.records} records)`;
+Starts a fresh local Runnel cluster (controller + 3 brokers) in a temp dir and runs the issue 9 workloads:
+  W1        replicated produce, ${defaultBenchOptions.valueBytes}-byte records, one producer, bounded window, as fast as it goes
+  W1-small  the same with ${defaultBenchOptions.smallValueBytes}-byte records
+  W2        ${defaultBenchOptions.w2RatePerSec} records/s for ${defaultBenchOptions.w2Seconds} s, one reader; latency record timestamp -> delivery
+  W3        catch-up read of ${defaultBenchOptions.w3Records} preloaded records from the beginning
+  W4        fan-out: one producer, three consumer groups each receiving everything
+Runnel topics: replication factor 3, min.insync.replicas 2, acks all (durability fsync, and memory for W1/W3/W4).
+With --peers, the same workloads run against a 3-node NATS JetStream cluster and a 3-node RabbitMQ
+cluster (quorum queue and stream), and Runnel's ratio to each is printed. Prints tables and writes JSON
+and Markdown to bench-results/.
+  --peers              also run NATS JetStream and RabbitMQ (apt-get installs them when missing)
+  --workloads LIST     comma-separated subset of ${allWorkloadIds.join(",")} (default all)
+  --seconds S          W1/W4 measured phase ends after S seconds (default ${defaultBenchOptions.seconds})
+  --records N          ... or after N records, whichever comes first (default ${defaultBenchOptions.records})
+  --window N           unacknowledged records allowed at once (default ${defaultBenchOptions.windowRecords})
+  --warmup N           W1 records sent before measuring (default ${defaultBenchOptions.warmupRecords})
+  --partitions N       Runnel partitions per topic (default ${defaultBenchOptions.partitions})
+  --value-bytes N      record size (default ${defaultBenchOptions.valueBytes})
+  --small-value-bytes N  W1-small record size (default ${defaultBenchOptions.smallValueBytes})
+  --w2-rate N          W2 records per second (default ${defaultBenchOptions.w2RatePerSec})
+  --w2-seconds S       W2 duration (default ${defaultBenchOptions.w2Seconds})
+  --w3-records N       W3 records preloaded and read back (default ${defaultBenchOptions.w3Records})
+  --max-in-flight N    Runnel producer batches in flight per partition, 1..${maxInFlightPerPartitionLimit} (default: the client's, ${defaultMaxInFlightPerPartition})
+  --out DIR            output directory (default ${defaultBenchOptions.outDir})
+  --profile DIR        V8 CPU profile of every Runnel cluster process, written to DIR
+  --keep               keep the clusters' temp dirs (logs and data) and print where they are
+  --quick              tiny run for a smoke test (${quickBenchOptions.seconds} s / ${quickBenchOptions.records} records per workload)`;
 
 export class BenchUsageError extends Error {
   override name = "BenchUsageError";
@@ -97,21 +118,13 @@ function positiveInt(flag: string, text: string | undefined, min: number, max: n
 /** Parses argv (without node and the script). Returns "help" for --help. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
   let values: Record<string, string | boolean | undefined>;
+  const stringFlags = ["seconds", "records", "window", "warmup", "partitions", "value-bytes", "small-value-bytes", "w2-rate", "w2-seconds", "w3-records", "max-in-flight", "workloads", "out", "profile"];
   try {
     ({ values } = parseArgs({
       args: [...argv],
       options: {
-        seconds: { type: "string" },
-        records: { type: "string" },
-        window: { type: "string" },
-        warmup: { type: "string" },
-        probe: { type: "string" },
-        partitions: { type: "string" },
-        "value-bytes": { type: "string" },
-        "max-in-flight": { type: "string" },
-        scenarios: { type: "string" },
-        out: { type: "string" },
-        profile: { type: "string" },
+        ...Object.fromEntries(stringFlags.map((f) => [f, { type: "string" as const }])),
+        peers: { type: "boolean" },
         quick: { type: "boolean" },
         keep: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -125,14 +138,14 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
   if (values["help"] === true) return "help";
   const str = (k: string) => (typeof values[k] === "string" ? (values[k] as string) : undefined);
   const quick = values["quick"] === true;
-  const base: BenchOptions = { ...defaultBenchOptions, scenarios: [...defaultBenchOptions.scenarios], ...(quick ? quickBenchOptions : {}), quick };
-  let scenarios = base.scenarios;
-  const scenarioText = str("scenarios");
-  if (scenarioText !== undefined) {
-    const ids = scenarioText.split(",").map((s) => s.trim()).filter((s) => s !== "");
-    const bad = ids.filter((s) => !(allScenarioIds as readonly string[]).includes(s));
-    if (ids.length === 0 || bad.length > 0) throw new BenchUsageError(`--scenarios takes a comma-separated subset of a,b,c, not "${scenarioText}"`);
-    scenarios = allScenarioIds.filter((id) => ids.includes(id));
+  const base: BenchOptions = { ...defaultBenchOptions, workloads: [...defaultBenchOptions.workloads], ...(quick ? quickBenchOptions : {}), quick };
+  let workloads = base.workloads;
+  const workloadText = str("workloads");
+  if (workloadText !== undefined) {
+    const ids = workloadText.split(",").map((s) => s.trim().toUpperCase().replace("-SMALL", "-small")).filter((s) => s !== "");
+    const bad = ids.filter((s) => !(allWorkloadIds as readonly string[]).includes(s));
+    if (ids.length === 0 || bad.length > 0) throw new BenchUsageError(`--workloads takes a comma-separated subset of ${allWorkloadIds.join(",")}, not "${workloadText}"`);
+    workloads = allWorkloadIds.filter((id) => ids.includes(id));
   }
   return {
     ...base,
@@ -140,11 +153,15 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
     records: positiveInt("--records", str("records"), 1, maxRecordsLimit) ?? base.records,
     windowRecords: positiveInt("--window", str("window"), 1, maxRecordsLimit) ?? base.windowRecords,
     warmupRecords: positiveInt("--warmup", str("warmup"), 0, maxRecordsLimit) ?? base.warmupRecords,
-    probeRecords: positiveInt("--probe", str("probe"), 0, 100_000) ?? base.probeRecords,
     partitions: positiveInt("--partitions", str("partitions"), 1, maxPartitionsLimit) ?? base.partitions,
-    valueBytes: positiveInt("--value-bytes", str("value-bytes"), 1, maxValueBytesLimit) ?? base.valueBytes,
+    valueBytes: positiveInt("--value-bytes", str("value-bytes"), 8, maxValueBytesLimit) ?? base.valueBytes,
+    smallValueBytes: positiveInt("--small-value-bytes", str("small-value-bytes"), 1, maxValueBytesLimit) ?? base.smallValueBytes,
+    w2RatePerSec: positiveInt("--w2-rate", str("w2-rate"), 1, maxRatePerSecLimit) ?? base.w2RatePerSec,
+    w2Seconds: positiveInt("--w2-seconds", str("w2-seconds"), 1, maxSecondsLimit) ?? base.w2Seconds,
+    w3Records: positiveInt("--w3-records", str("w3-records"), 1, maxRecordsLimit) ?? base.w3Records,
     maxInFlightPerPartition: positiveInt("--max-in-flight", str("max-in-flight"), 1, maxInFlightPerPartitionLimit) ?? base.maxInFlightPerPartition,
-    scenarios,
+    workloads,
+    peers: values["peers"] === true,
     outDir: str("out") ?? base.outDir,
     profileDir: str("profile") ?? base.profileDir,
     keepDir: values["keep"] === true,

@@ -1,48 +1,83 @@
-// The printed form of a bench report: a throughput/latency table, a per-process resource table and
-// the ratios to scenario (c). Pure: takes the report, returns text (Markdown tables, pasteable into
-// BENCHMARKS.md).
+// The printed form of a bench report: one comparison table (a row per workload figure, a column per
+// system), Runnel's ratio to each peer, a per-run resource table, each system's settings, and the
+// peers that could not run. Pure: takes the report, returns Markdown (pasteable into BENCHMARKS.md).
 import { defaultBatchMaxBytes, defaultLingerMs } from "@runnel/client";
-import type { BenchReport, ScenarioResult } from "./run.js";
+import type { BenchReport } from "./run.js";
 import { fmt, markdownTable } from "./stats.js";
+import type { MeasuredResult, WorkloadId } from "./workloads.js";
 
-export function throughputTable(scenarios: readonly ScenarioResult[]): string {
-  return markdownTable(
-    ["scenario", "records", "seconds", "msgs/s", "MiB/s", "p50 ms", "p99 ms", "max ms", "unloaded p50 ms", "server CPU µs/msg"],
-    scenarios.map((s) => [
-      `(${s.id}) ${s.label}`,
-      fmt(s.acked),
-      fmt(s.elapsedMs / 1000, 2),
-      fmt(s.throughput.recordsPerSec),
-      fmt(s.throughput.mibPerSec, 1),
-      fmt(s.latency.p50Ms, 1),
-      fmt(s.latency.p99Ms, 1),
-      fmt(s.latency.maxMs, 1),
-      fmt(s.probeLatency.p50Ms, 2),
-      fmt(s.serverCpuMicrosPerRecord, 1),
-    ]),
-  );
+interface Row {
+  label: string;
+  workload: WorkloadId;
+  value: (r: MeasuredResult) => string;
 }
 
-/** CPU seconds (and share of one core) and peak RSS of each process over the measured phase. */
-export function resourceTable(scenarios: readonly ScenarioResult[]): string {
-  const names = [...new Set(scenarios.flatMap((s) => Object.keys(s.processes)))];
-  return markdownTable(
-    ["scenario", ...names.map((n) => `${n} CPU s (core %) / peak RSS MiB`)],
-    scenarios.map((s) => [
-      `(${s.id})`,
+const rows: readonly Row[] = [
+  { label: "W1 1 KiB msgs/s", workload: "W1", value: (r) => fmt(r.recordsPerSec) },
+  { label: "W1 1 KiB MiB/s", workload: "W1", value: (r) => fmt(r.mibPerSec, 1) },
+  { label: "W1 small msgs/s", workload: "W1-small", value: (r) => fmt(r.recordsPerSec) },
+  { label: "W1 small MiB/s", workload: "W1-small", value: (r) => fmt(r.mibPerSec, 1) },
+  { label: "W2 p50 ms", workload: "W2", value: (r) => fmt(r.latency?.p50Ms, 1) },
+  { label: "W2 p99 ms", workload: "W2", value: (r) => fmt(r.latency?.p99Ms, 1) },
+  { label: "W2 p99.9 ms", workload: "W2", value: (r) => fmt(r.latency?.p999Ms, 1) },
+  { label: "W2 max ms", workload: "W2", value: (r) => fmt(r.latency?.maxMs, 1) },
+  { label: "W2 server CPU µs/msg", workload: "W2", value: (r) => fmt(r.serverCpuMicrosPerRecord) },
+  { label: "W3 reads/s", workload: "W3", value: (r) => fmt(r.recordsPerSec) },
+  { label: "W3 MiB/s", workload: "W3", value: (r) => fmt(r.mibPerSec, 1) },
+  { label: "W4 deliveries/s", workload: "W4", value: (r) => fmt(r.recordsPerSec) },
+];
+
+export function comparisonTable(report: BenchReport): string {
+  const names = report.targets.map((t) => t.name).filter((n) => report.results.some((r) => r.target === n));
+  const body = rows
+    .filter((row) => report.results.some((r) => r.workload === row.workload))
+    .map((row) => [
+      row.label,
       ...names.map((n) => {
-        const u = s.processes[n];
-        if (u === undefined) return "-";
-        const share = s.elapsedMs > 0 ? (u.cpuSeconds / (s.elapsedMs / 1000)) * 100 : Number.NaN;
-        return `${fmt(u.cpuSeconds, 2)} (${fmt(share)}%) / ${fmt(u.peakRssMiB)}`;
+        const r = report.results.find((x) => x.workload === row.workload && x.target === n);
+        return r === undefined ? "" : row.value(r);
       }),
-    ]),
+    ]);
+  return markdownTable(["figure", ...names], body);
+}
+
+/** Runnel ÷ peer of each workload's headline figure: > 1 means Runnel is better for rates, < 1 for latency. */
+export function ratioTable(report: BenchReport): string {
+  const peers = [...new Set(report.ratios.map((r) => r.peer))];
+  const keys = [...new Set(report.ratios.map((r) => `${r.workload}\u0000${r.runnel}`))];
+  if (peers.length === 0) return "";
+  return markdownTable(
+    ["Runnel ÷ peer", "figure", ...peers],
+    keys.map((k) => {
+      const [workload, runnel] = k.split("\u0000") as [WorkloadId, string];
+      const of = report.ratios.filter((r) => r.workload === workload && r.runnel === runnel);
+      return [`${workload} ${runnel}`, of[0]!.figure, ...peers.map((p) => {
+        const r = of.find((x) => x.peer === p);
+        return r === undefined ? "" : `${fmt(r.ratio, 2)}×`;
+      })];
+    }),
   );
 }
 
-export function ratioLines(report: BenchReport): string[] {
-  return Object.entries(report.ratios).flatMap(([name, r]) =>
-    r === undefined ? [] : [`(${name.replace("/", ")/(")}): msgs/s ${fmt(r.recordsPerSec, 2)}×, p50 latency ${fmt(r.p50Ms, 2)}×, p99 latency ${fmt(r.p99Ms, 2)}×`],
+/** CPU seconds and peak RSS over each measured phase, servers together and the client (this process). */
+export function resourceTable(report: BenchReport): string {
+  return markdownTable(
+    ["workload / system", "seconds", "produced", "delivered", "server CPU s", "server CPU µs/record", "client CPU s", "peak RSS per server MiB", "client peak RSS MiB"],
+    report.results.map((r) => {
+      const client = r.processes["client"];
+      const servers = Object.entries(r.processes).filter(([n]) => n !== "client");
+      return [
+        `${r.workload} ${r.target}`,
+        fmt(r.elapsedMs / 1000, 1),
+        fmt(r.produced),
+        fmt(r.deliveries),
+        fmt(r.serverCpuSeconds, 1),
+        fmt(r.serverCpuMicrosPerRecord, 1),
+        fmt(client?.cpuSeconds, 1),
+        servers.map(([, u]) => fmt(u.peakRssMiB)).join(" / "),
+        fmt(client?.peakRssMiB),
+      ];
+    }),
   );
 }
 
@@ -50,17 +85,22 @@ export function formatReport(report: BenchReport): string {
   const o = report.options;
   const m = report.machine;
   return [
-    `Replicated produce: ${o.partitions} partition(s) per topic, ${o.valueBytes}-byte values, one idempotent producer ` +
-      `(window ${o.windowRecords} records, lingerMs ${defaultLingerMs}, batches up to ${defaultBatchMaxBytes / 1024} KiB, ` +
-      `${o.maxInFlightPerPartition === undefined ? "default" : o.maxInFlightPerPartition} batches in flight per partition), ` +
-      `up to ${o.records} records or ${o.seconds} s per scenario after ${o.warmupRecords} warm-up records.`,
-    `Machine: ${m["cpuCount"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, Node ${m["node"]}, temp dir on ${m["tmpdirFilesystem"]}, load average ${m["loadAverageAtStart1m"]} → ${m["loadAverage1m"]}, commit ${m["gitCommit"]}${m["gitDirty"] === "yes" ? " (dirty)" : ""}.`,
+    `Workloads: W1 one producer, window ${o.windowRecords} records, ${o.valueBytes} B and ${o.smallValueBytes} B values, up to ${o.records} records or ` +
+      `${o.seconds} s after ${o.warmupRecords} warm-up records; W2 ${o.w2RatePerSec} records/s of ${o.valueBytes} B for ${o.w2Seconds} s, one reader; ` +
+      `W3 ${o.w3Records} records of ${o.valueBytes} B read from the beginning; W4 one producer as in W1, three readers each receiving everything. ` +
+      `Runnel: ${o.partitions} partitions, producer lingerMs ${defaultLingerMs}, batches up to ${defaultBatchMaxBytes / 1024} KiB, ` +
+      `${o.maxInFlightPerPartition === undefined ? "default" : o.maxInFlightPerPartition} batches in flight per partition.`,
+    `Machine: ${m["cpuCount"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, Node ${m["node"]}, temp dir on ${m["tmpdirFilesystem"]}, ` +
+      `load average ${m["loadAverageAtStart1m"]} → ${m["loadAverage1m"]}, commit ${m["gitCommit"]}${m["gitDirty"] === "yes" ? " (dirty)" : ""}.`,
     "",
-    throughputTable(report.scenarios),
+    comparisonTable(report),
     "",
-    resourceTable(report.scenarios),
+    ...(report.ratios.length > 0 ? [ratioTable(report), ""] : []),
+    resourceTable(report),
     "",
-    ...ratioLines(report),
+    ...report.targets.map((t) => `- ${t.name}: ${t.settings}`),
+    ...report.unavailable.map((u) => `- ${u.system} COULD NOT RUN: ${u.reason}`),
     ...report.notes.map((n) => `Note: ${n}`),
   ].join("\n");
 }
+

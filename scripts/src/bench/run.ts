@@ -1,90 +1,71 @@
-// One bench run: a fresh cluster (controller + 3 brokers from the built dist/, in a temp dir), then each
-// scenario on a fresh topic with one idempotent producer, measuring throughput, send latency and each
-// process's CPU and peak RSS over the measured phase. The caller owns printing and signal handling;
-// runBench hands it the cluster as soon as it exists so an interrupt can close it.
+// One bench run: Runnel's cluster first, then (with --peers) NATS JetStream and RabbitMQ, one system
+// at a time so they never compete for the machine; each runs the chosen workloads on fresh streams.
+// A peer that cannot be installed or started is recorded as unavailable and the run goes on. The
+// caller owns printing and signal handling; runBench hands it every cluster as soon as it exists so
+// an interrupt can close it.
 import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
-import { dirname, join } from "node:path";
-import { performance } from "node:perf_hooks";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { Runnel, type Acks, type Producer } from "@runnel/client";
-import { startCluster, type Cluster, type ProcessId } from "@runnel/cluster-tests";
-import type { BenchOptions, ScenarioId } from "./options.js";
-import { endSample, startSample, type ProcessUsage } from "./proc.js";
-import { ratio, summarizeLatencies, throughput, type LatencySummary, type Throughput } from "./stats.js";
-import { makeValues, runProbe, runWorkload } from "./workload.js";
+import { join } from "node:path";
+import type { Cluster } from "@runnel/cluster-tests";
+import type { BenchOptions } from "./options.js";
+import { startNats } from "./peers/nats.js";
+import { startRabbitMq } from "./peers/rabbitmq.js";
+import { startRunnelTargets } from "./runnel-target.js";
+import { ratio } from "./stats.js";
+import { PeerUnavailableError, type BenchTarget, type TargetCluster } from "./target.js";
+import { runW1, runW2, runW3, runW4, type MeasuredResult, type WorkloadId, type WorkloadSettings } from "./workloads.js";
 
-export const brokerCount = 3;
-/** Distinct record values cycled through by the workload. */
-const distinctValues = 64;
-/** Pause between scenarios, so background work of one (flushes, follower catch-up) settles before the next. */
-const settleBetweenScenariosMs = 1_000;
-/** How long to wait for a new topic's partitions to have a leader and a full ISR. */
-const topicReadyTimeoutMs = 30_000;
-/** Warm-up never runs longer than this, whatever --warmup says. */
-const warmupMaxMs = 30_000;
+/** Pause between workloads, so background work of one (flushes, follower catch-up) settles before the next. */
+const settleBetweenWorkloadsMs = 1_000;
 
-export interface ScenarioSpec {
-  id: ScenarioId;
-  label: string;
-  replicationFactor: number;
-  configs: Record<string, string>;
-  acks: Acks;
-}
-
-export const scenarioSpecs: Readonly<Record<ScenarioId, ScenarioSpec>> = {
-  a: { id: "a", label: "RF3 acks=all fsync", replicationFactor: 3, configs: { "min.insync.replicas": "2", durability: "fsync" }, acks: "all" },
-  b: { id: "b", label: "RF3 acks=all memory", replicationFactor: 3, configs: { "min.insync.replicas": "2", durability: "memory" }, acks: "all" },
-  c: { id: "c", label: "RF1 acks=leader", replicationFactor: 1, configs: {}, acks: "leader" },
+/**
+ * Which Runnel durability runs each workload. W2 only with fsync (the latency goal is for the safe
+ * default). W3 preloads through the memory topic because preloading 1 GiB with fsync takes minutes
+ * and the read path does not depend on durability.
+ */
+export const runnelDurabilities: Readonly<Record<WorkloadId, readonly string[]>> = {
+  W1: ["fsync", "memory"],
+  "W1-small": ["fsync", "memory"],
+  W2: ["fsync"],
+  W3: ["memory"],
+  W4: ["fsync", "memory"],
 };
 
-export type ProcessName = "controller" | `broker-${number}` | "client";
+/** The headline figure of a workload and whether more is better. */
+export function headline(r: MeasuredResult): { value: number; higherIsBetter: boolean } {
+  if (r.workload === "W2") return { value: r.latency?.p99Ms ?? Number.NaN, higherIsBetter: false };
+  return { value: r.recordsPerSec, higherIsBetter: true };
+}
 
-export interface ScenarioResult {
-  id: ScenarioId;
-  label: string;
-  topic: string;
-  partitions: number;
-  replicationFactor: number;
-  configs: Record<string, string>;
-  acks: Acks;
-  idempotent: boolean;
-  /** Partition -> leader broker id when the measured phase started. */
-  leaders: Record<string, number>;
-  sent: number;
-  acked: number;
-  failed: number;
-  stoppedBy: "records" | "seconds";
-  elapsedMs: number;
-  throughput: Throughput;
-  latency: LatencySummary;
-  /** One record at a time, lingerMs 0, partition 0, after the measured phase. */
-  probeLatency: LatencySummary;
-  processes: Record<string, ProcessUsage>;
-  /** Controller and brokers together, CPU seconds over the measured phase. */
-  serverCpuSeconds: number;
-  serverCpuMicrosPerRecord: number;
+export interface UnavailablePeer {
+  system: string;
+  reason: string;
 }
 
 export interface BenchReport {
-  benchmark: "replicated-produce";
-  formatVersion: 1;
+  benchmark: "runnel-vs-peers";
+  formatVersion: 2;
   startedAt: string;
   finishedAt: string;
   command: string;
   machine: Record<string, string | number>;
   options: BenchOptions;
-  scenarios: ScenarioResult[];
-  /** Throughput and latency of (a) and (b) relative to (c). */
-  ratios: Record<string, { recordsPerSec: number; p50Ms: number; p99Ms: number } | undefined>;
+  targets: Array<{ name: string; settings: string }>;
+  results: MeasuredResult[];
+  /** Runnel ÷ peer of each workload's headline figure (W2: p99 latency, lower is better), per Runnel target. */
+  ratios: Array<{ workload: WorkloadId; runnel: string; peer: string; ratio: number; figure: string }>;
+  unavailable: UnavailablePeer[];
   notes: string[];
 }
 
 export interface BenchHooks {
   log: (line: string) => void;
-  /** Called as soon as the cluster exists (to close it on Ctrl-C). */
+  /** Called as soon as the Runnel cluster exists (to close it on Ctrl-C). */
   onCluster: (cluster: Cluster) => void;
-  /** Whether the run should stop (checked between phases). */
+  /** Called when a peer starts (to stop it and remove its dir on Ctrl-C), and with undefined once it is closed. */
+  onPeers: (peers: { dir: string; close: () => Promise<void> } | undefined) => void;
+  /** Whether the run should stop (checked between workloads). */
   interrupted: () => boolean;
 }
 
@@ -115,168 +96,127 @@ function machineInfo(): Record<string, string | number> {
   };
 }
 
+function settings(o: BenchOptions): WorkloadSettings {
+  return {
+    seconds: o.seconds, records: o.records, windowRecords: o.windowRecords, warmupRecords: o.warmupRecords,
+    valueBytes: o.valueBytes, smallValueBytes: o.smallValueBytes, w2RatePerSec: o.w2RatePerSec, w2Seconds: o.w2Seconds, w3Records: o.w3Records,
+  };
+}
+
+async function runWorkloads(
+  targets: readonly BenchTarget[], options: BenchOptions, hooks: BenchHooks, include: (w: WorkloadId, t: BenchTarget) => boolean,
+): Promise<MeasuredResult[]> {
+  const s = settings(options);
+  const out: MeasuredResult[] = [];
+  for (const w of options.workloads) {
+    for (const t of targets) {
+      if (!include(w, t)) continue;
+      if (hooks.interrupted()) throw new BenchInterrupted("interrupted");
+      if (out.length > 0) await new Promise((r) => setTimeout(r, settleBetweenWorkloadsMs));
+      const label = w.toLowerCase();
+      hooks.log(`${t.name}: ${w} ...`);
+      const r =
+        w === "W1" || w === "W1-small" ? await runW1(t, s, w, label)
+        : w === "W2" ? await runW2(t, s, label)
+        : w === "W3" ? await runW3(t, s, label, hooks.log)
+        : await runW4(t, s, label);
+      hooks.log(
+        `${t.name}: ${w} ${Math.round(r.recordsPerSec)} ${w === "W3" ? "reads" : w === "W4" ? "deliveries" : "msgs"}/s` +
+          (r.latency === undefined ? "" : `, p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`),
+      );
+      out.push(r);
+    }
+  }
+  return out;
+}
+
+export function computeRatios(results: readonly MeasuredResult[]): BenchReport["ratios"] {
+  const out: BenchReport["ratios"] = [];
+  for (const r of results) {
+    if (!r.target.startsWith("Runnel")) continue;
+    for (const p of results) {
+      if (p.workload !== r.workload || p.target.startsWith("Runnel")) continue;
+      const a = headline(r);
+      const b = headline(p);
+      out.push({ workload: r.workload, runnel: r.target, peer: p.target, ratio: ratio(a.value, b.value), figure: a.higherIsBetter ? "msgs/s (higher is better)" : "p99 ms (lower is better)" });
+    }
+  }
+  return out;
+}
+
 export async function runBench(options: BenchOptions, hooks: BenchHooks): Promise<BenchReport> {
   const startedAt = new Date().toISOString();
   const loadAverageAtStart1m = Math.round(loadavg()[0]! * 100) / 100;
   const notes: string[] = [];
-  const savedNodeOptions = process.env["NODE_OPTIONS"];
-  if (options.profileDir !== undefined) {
-    // The harness starts processes with this process's environment, so this reaches the cluster only
-    // (this process has already started). Node 20 refuses --cpu-prof in NODE_OPTIONS, hence a preload.
-    const preload = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), "cpu-profile-preload.js")).href;
-    process.env["NODE_OPTIONS"] = `${savedNodeOptions ?? ""} --import ${preload}`.trim();
-    process.env["RUNNEL_BENCH_PROFILE_DIR"] = options.profileDir;
-  }
-  hooks.log(`starting controller + ${brokerCount} brokers ...`);
-  let cluster: Cluster;
+  const results: MeasuredResult[] = [];
+  const targets: BenchReport["targets"] = [];
+  const unavailable: UnavailablePeer[] = [];
+
+  const runnel = await startRunnelTargets({
+    partitions: options.partitions, maxInFlightPerPartition: options.maxInFlightPerPartition, profileDir: options.profileDir,
+    log: hooks.log, onCluster: hooks.onCluster,
+  });
   try {
-    cluster = await startCluster({ brokers: brokerCount, logLevel: "info" });
+    if (hooks.interrupted()) throw new BenchInterrupted("interrupted during start-up");
+    for (const t of runnel.targets) targets.push({ name: t.name, settings: t.settings });
+    results.push(...(await runWorkloads(runnel.targets, options, hooks, (w, t) => runnelDurabilities[w].some((d) => t.name.endsWith(d)))));
   } finally {
-    if (savedNodeOptions === undefined) delete process.env["NODE_OPTIONS"];
-    else process.env["NODE_OPTIONS"] = savedNodeOptions;
+    await runnel.close();
   }
-  hooks.onCluster(cluster);
-  hooks.log(`cluster up in ${cluster.dir}`);
-  const runnel = new Runnel({ bootstrap: cluster.bootstrap, clientId: "runnel-bench" });
-  const results: ScenarioResult[] = [];
-  try {
-    await runnel.connect();
-    const values = makeValues(distinctValues, options.valueBytes, Math.random);
-    for (const [i, id] of options.scenarios.entries()) {
+  if (options.profileDir !== undefined) notes.push(`CPU profiles in ${options.profileDir}`);
+
+  if (options.peers) {
+    const peers: Array<{ system: string; start: (dir: string) => Promise<TargetCluster> }> = [
+      { system: "NATS JetStream", start: (dir) => startNats(dir, hooks.log) },
+      { system: "RabbitMQ", start: (dir) => startRabbitMq(dir, hooks.log) },
+    ];
+    for (const peer of peers) {
       if (hooks.interrupted()) throw new BenchInterrupted("interrupted");
-      if (i > 0) await new Promise((r) => setTimeout(r, settleBetweenScenariosMs));
-      results.push(await runScenario(cluster, runnel, scenarioSpecs[id], options, values, hooks));
+      const dir = mkdtempSync(join(tmpdir(), `runnel-bench-${peer.system.split(" ")[0]!.toLowerCase()}-`));
+      hooks.log(`starting ${peer.system} in ${dir} ...`);
+      let cluster: TargetCluster | undefined;
+      try {
+        hooks.onPeers({ dir, close: async () => cluster?.close() });
+        try {
+          cluster = await peer.start(dir);
+        } catch (err) {
+          if (!(err instanceof PeerUnavailableError)) throw err;
+          hooks.log(`${peer.system} CANNOT RUN: ${err.message}; going on without it`);
+          unavailable.push({ system: peer.system, reason: err.message });
+          continue;
+        }
+        for (const t of cluster.targets) targets.push({ name: t.name, settings: t.settings });
+        results.push(...(await runWorkloads(cluster.targets, options, hooks, () => true)));
+      } catch (err) {
+        // A peer failing mid-run is reported like one that cannot start; Runnel's figures stand.
+        if (err instanceof BenchInterrupted || hooks.interrupted()) throw err;
+        const reason = `failed during the workloads: ${err instanceof Error ? err.message : String(err)}`;
+        hooks.log(`${peer.system} ${reason}; going on without the rest of it`);
+        unavailable.push({ system: peer.system, reason });
+      } finally {
+        hooks.onPeers(undefined);
+        await cluster?.close();
+        if (options.keepDir) hooks.log(`kept ${peer.system}'s logs and data in ${dir}`);
+        else rmSync(dir, { recursive: true, force: true });
+      }
     }
-    if (options.profileDir !== undefined) {
-      // --cpu-prof writes on a normal exit only: stop gracefully before close() SIGKILLs.
-      for (const id of cluster.brokerIds) await cluster.stop(id);
-      await cluster.stop("controller");
-      notes.push(`CPU profiles in ${options.profileDir}`);
-    }
-  } finally {
-    await runnel.close().catch(() => undefined);
   }
-  const c = results.find((r) => r.id === "c");
-  const ratios: BenchReport["ratios"] = {};
-  for (const r of results) {
-    if (r.id === "c" || c === undefined) continue;
-    ratios[`${r.id}/c`] = {
-      recordsPerSec: ratio(r.throughput.recordsPerSec, c.throughput.recordsPerSec),
-      p50Ms: ratio(r.latency.p50Ms, c.latency.p50Ms),
-      p99Ms: ratio(r.latency.p99Ms, c.latency.p99Ms),
-    };
-  }
+
   if (results.some((r) => Object.values(r.processes).some((p) => !p.peakRssResetOk))) {
     notes.push("peak RSS could not be reset for some process: its figure is the lifetime peak");
   }
   return {
-    benchmark: "replicated-produce",
-    formatVersion: 1,
+    benchmark: "runnel-vs-peers",
+    formatVersion: 2,
     startedAt,
     finishedAt: new Date().toISOString(),
     command: `node ${process.argv.slice(1).join(" ")}`,
     machine: { ...machineInfo(), loadAverageAtStart1m },
     options,
-    scenarios: results,
-    ratios,
+    targets,
+    results,
+    ratios: computeRatios(results),
+    unavailable,
     notes,
   };
-}
-
-async function runScenario(
-  cluster: Cluster,
-  runnel: Runnel,
-  spec: ScenarioSpec,
-  options: BenchOptions,
-  values: readonly Uint8Array[],
-  hooks: BenchHooks,
-): Promise<ScenarioResult> {
-  const topic = `bench-${spec.id}`;
-  hooks.log(`(${spec.id}) ${spec.label}: topic ${topic}, ${options.partitions} partitions`);
-  await runnel.admin().createTopic({ name: topic, partitions: options.partitions, replicationFactor: spec.replicationFactor, configs: spec.configs });
-  const leaders: Record<string, number> = {};
-  for (let p = 0; p < options.partitions; p++) {
-    const meta = await cluster.waitForLeader(topic, p, (m) => m.isr.length === spec.replicationFactor, { timeoutMs: topicReadyTimeoutMs });
-    leaders[String(p)] = meta.leaderId;
-  }
-  await runnel.metadata.refresh([topic]);
-
-  const producer = runnel.producer({
-    acks: spec.acks,
-    ...(options.maxInFlightPerPartition === undefined ? {} : { maxInFlightPerPartition: options.maxInFlightPerPartition }),
-  });
-  const send = (value: Uint8Array) => producer.send({ topic, value });
-  const now = () => performance.now();
-  try {
-    if (options.warmupRecords > 0) {
-      const warm = await runWorkload(send, { maxRecords: options.warmupRecords, durationMs: warmupMaxMs, windowRecords: options.windowRecords, values }, now);
-      if (warm.failed > 0) throw new Error(`(${spec.id}) warm-up: ${warm.failed} records failed; first: ${String(warm.firstError)}`);
-    }
-    if (hooks.interrupted()) throw new BenchInterrupted("interrupted");
-
-    const pids = processPids(cluster);
-    const starts = new Map([...pids].map(([name, pid]) => [name, startSample(pid)] as const));
-    const result = await runWorkload(send, { maxRecords: options.records, durationMs: options.seconds * 1000, windowRecords: options.windowRecords, values }, now);
-    const processes: Record<string, ProcessUsage> = {};
-    for (const [name, pid] of pids) processes[name] = endSample(pid, starts.get(name)!);
-    if (result.failed > 0) {
-      throw new Error(`(${spec.id}) ${result.failed} of ${result.sent} records failed; first: ${String(result.firstError)}; logs were in ${cluster.dir}`);
-    }
-
-    let probe: Float64Array = new Float64Array(0);
-    if (options.probeRecords > 0 && !hooks.interrupted()) {
-      const prober = runnel.producer({ acks: spec.acks, lingerMs: 0 });
-      try {
-        probe = await runProbe((value) => prober.send({ topic, value, partition: 0 }), options.probeRecords, values[0]!, now);
-      } finally {
-        await prober.close();
-      }
-    }
-
-    const serverCpuSeconds = Object.entries(processes)
-      .filter(([name]) => name !== "client")
-      .reduce((sum, [, u]) => sum + u.cpuSeconds, 0);
-    const out: ScenarioResult = {
-      id: spec.id,
-      label: spec.label,
-      topic,
-      partitions: options.partitions,
-      replicationFactor: spec.replicationFactor,
-      configs: spec.configs,
-      acks: spec.acks,
-      idempotent: producer.idempotent,
-      leaders,
-      sent: result.sent,
-      acked: result.acked,
-      failed: result.failed,
-      stoppedBy: result.sent >= options.records ? "records" : "seconds",
-      elapsedMs: result.elapsedMs,
-      throughput: throughput(result.acked, options.valueBytes, result.elapsedMs),
-      latency: summarizeLatencies(result.latenciesMs),
-      probeLatency: summarizeLatencies(probe),
-      processes,
-      serverCpuSeconds,
-      serverCpuMicrosPerRecord: result.acked > 0 ? (serverCpuSeconds * 1e6) / result.acked : Number.NaN,
-    };
-    hooks.log(
-      `(${spec.id}) ${out.acked} records in ${(out.elapsedMs / 1000).toFixed(2)} s: ${Math.round(out.throughput.recordsPerSec)} msgs/s, ` +
-        `p50 ${out.latency.p50Ms.toFixed(1)} ms, p99 ${out.latency.p99Ms.toFixed(1)} ms`,
-    );
-    return out;
-  } finally {
-    await producer.close().catch(() => undefined);
-  }
-}
-
-/** Pids of the cluster's processes and of this (client) process, by name. */
-function processPids(cluster: Cluster): Map<ProcessName, number> {
-  const pids = new Map<ProcessName, number>();
-  const ids: ProcessId[] = ["controller", ...cluster.brokerIds];
-  for (const id of ids) {
-    const pid = cluster.pid(id);
-    if (pid === undefined) throw new Error(`${id === "controller" ? "controller" : `broker ${id}`} is not running; logs in ${cluster.dir}`);
-    pids.set(id === "controller" ? "controller" : `broker-${id}`, pid);
-  }
-  pids.set("client", process.pid);
-  return pids;
 }

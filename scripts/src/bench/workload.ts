@@ -126,3 +126,85 @@ export function makeValues(count: number, bytes: number, random: () => number): 
     return v;
   });
 }
+
+export interface PacedOptions {
+  ratePerSec: number;
+  durationMs: number;
+  /** Unacknowledged records allowed at once; past it the loop waits (and falls behind the schedule). */
+  windowRecords: number;
+  /** Builds the value of record `i` (called at its send time, so it can carry a timestamp). */
+  makeValue: (i: number) => Uint8Array;
+}
+
+export interface PacedResult {
+  sent: number;
+  acked: number;
+  failed: number;
+  firstError: unknown;
+  elapsedMs: number;
+}
+
+/**
+ * Sends at a fixed rate: by elapsed time t, round(t × rate) records are due; each wake-up sends the
+ * ones due (a catch-up burst after a late timer keeps the average rate). Waits for every
+ * acknowledgement at the end. `sleep` is passed in so the loop can run against a fake clock.
+ */
+export async function runPaced(send: SendFn, options: PacedOptions, now: () => number, sleep: (ms: number) => Promise<void>): Promise<PacedResult> {
+  const { ratePerSec, durationMs, windowRecords, makeValue } = options;
+  if (!(ratePerSec > 0)) throw new RangeError(`ratePerSec must be > 0, got ${ratePerSec}`);
+  const total = Math.floor((ratePerSec * durationMs) / 1000);
+  let sent = 0;
+  let acked = 0;
+  let failed = 0;
+  let firstError: unknown;
+  let outstanding = 0;
+  const start = now();
+  while (sent < total && failed === 0) {
+    const due = Math.min(total, Math.floor(((now() - start) * ratePerSec) / 1000) + 1);
+    while (sent < due && outstanding < windowRecords) {
+      const value = makeValue(sent);
+      sent += 1;
+      outstanding += 1;
+      send(value).then(
+        () => { acked += 1; outstanding -= 1; },
+        (err: unknown) => { failed += 1; firstError ??= err; outstanding -= 1; },
+      );
+    }
+    await sleep(1);
+  }
+  while (outstanding > 0) await sleep(1);
+  return { sent, acked, failed, firstError, elapsedMs: now() - start };
+}
+
+/** Counts deliveries and lets a workload wait (bounded) until a number is reached. */
+export class DeliveryCounter {
+  count = 0;
+  /** Time of the latest delivery (by the clock passed to deliver). */
+  lastAtMs = 0;
+  private waiters: Array<{ target: number; resolve: () => void }> = [];
+
+  deliver(atMs: number): void {
+    this.count += 1;
+    this.lastAtMs = atMs;
+    if (this.waiters.length > 0) {
+      this.waiters = this.waiters.filter((w) => {
+        if (this.count < w.target) return true;
+        w.resolve();
+        return false;
+      });
+    }
+  }
+
+  /** Resolves true once `target` deliveries have been counted, false after `timeoutMs`. */
+  waitFor(target: number, timeoutMs: number): Promise<boolean> {
+    if (this.count >= target) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, timeoutMs);
+      const waiter = { target, resolve: () => { clearTimeout(timer); resolve(true); } };
+      this.waiters.push(waiter);
+    });
+  }
+}
