@@ -157,6 +157,8 @@ describe("broker /readyz and /metrics", () => {
       expect(res.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
       producedBytes += batch.records.length;
     }
+    // acks=leader answers before the flush that moves the high watermark: fetch once it has moved.
+    await waitFor("the leader's high watermark to reach 3", () => broker(1).replicas.partition("m", 0)!.log.highWatermark === 3n);
     const fetched = await callUnary(client, client.fetch, { maxWaitMs: 0, minBytes: 0, maxBytes: 0, topics: [{ topic: "m", partitions: [{ partition: 0, fetchOffset: 0n, partitionMaxBytes: 0 }] }] }, 10_000);
     expect(fetched.topics[0]!.partitions[0]!.batches).toHaveLength(2);
     await waitFor("the follower to replicate both batches", () => broker(2).replicas.partition("m", 0)!.log.logEndOffset === 3n);

@@ -119,7 +119,8 @@ describe("metrics, health and readiness over HTTP", () => {
     expect(sample(controller, "runnel_controller_offline_partitions")).toBe(0);
     expect(sample(controller, "runnel_controller_under_replicated_partitions")).toBe(0);
     expect(total(controller, "runnel_controller_leader_partitions")).toBe(2);
-    expect(sample(controller, "runnel_rpc_requests_total", { method: "runnel.v1.ControllerService/RegisterBroker", code: "OK" })).toBe(3);
+    // At least one registration each (a broker fenced on a stalled machine registers again).
+    expect(sample(controller, "runnel_rpc_requests_total", { method: "runnel.v1.ControllerService/RegisterBroker", code: "OK" })).toBeGreaterThanOrEqual(3);
     expect(total(controller, "runnel_rpc_requests_total", { method: "runnel.v1.ControllerService/BrokerHeartbeat", code: "OK" })).toBeGreaterThan(0);
     expect(sample(controller, "process_resident_memory_bytes")).toBeGreaterThan(0);
 
@@ -138,7 +139,8 @@ describe("metrics, health and readiness over HTTP", () => {
       timeoutMs: waitTimeoutMs,
       what: `restarted broker ${victim} did not become ready`,
     });
-    for (let p = 0; p < 2; p++) expect((await cluster.metadata([topic])).topics[0]!.partitions[p]!.isr).toContain(victim);
+    // Its readiness came from the controller's ISR, which every other broker learns too.
+    for (let p = 0; p < 2; p++) await cluster.waitForLeader(topic, p, (m) => m.isr.includes(victim));
     const back = await scrape(cluster.brokerHttpAddress(victim));
     expect(sample(back, "runnel_broker_out_of_sync_partitions")).toBe(0);
     expect(sample(back, "runnel_partition_log_end_offset", p0)).toBe(3);
