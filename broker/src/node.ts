@@ -76,6 +76,7 @@ export class Broker {
         return res.partition;
       },
       fatal: (err) => this.fatal(err),
+      followerAppendedBytes: (leaderId, bytes) => this.metrics.followerAppendedBytes(leaderId, bytes),
     });
     this.metrics = new BrokerMetrics({ brokerId: options.brokerId, replicas: this.replicas, metadata: this.metadata });
     this.server = new grpc.Server(instrumentedServerOptions(serverOptions, this.metrics.process));

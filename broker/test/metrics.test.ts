@@ -169,6 +169,10 @@ describe("broker /readyz and /metrics", () => {
     // Fetch counts stored batches (record bytes plus the stored header), so at least what was produced.
     expect(sample(leader, "runnel_broker_fetch_bytes_total")).toBeGreaterThanOrEqual(producedBytes);
     expect(sample(leader, "runnel_broker_replication_bytes_out_total", { follower: "2" })).toBeGreaterThanOrEqual(producedBytes);
+    // What the follower appended is exactly what the leader sent it.
+    expect(sample(await scrape(broker(2)), "runnel_broker_replication_bytes_in_total", { leader: "1" })).toBe(
+      sample(leader, "runnel_broker_replication_bytes_out_total", { follower: "2" }),
+    );
     const p = { topic: "m", partition: "0" };
     for (const samples of [leader, await scrape(broker(2))]) {
       expect(sample(samples, "runnel_partition_log_end_offset", p)).toBe(3);

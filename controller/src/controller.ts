@@ -54,7 +54,7 @@ export interface RunningController {
 }
 
 export async function startController(options: ControllerOptions): Promise<RunningController> {
-  const logger = options.logger ?? createLogger({ role: "controller", level: options.logLevel ?? "info" });
+  const logger = options.logger ?? createLogger({ role: "controller", id: "controller", level: options.logLevel ?? "info" });
   const listen = parseHostPort(options.listen);
   const httpAddress = parseHostPort(options.http);
   let ready = false;

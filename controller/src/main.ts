@@ -53,7 +53,7 @@ const flags = parseFlags("runnel-controller", "Runnel controller: cluster metada
   logLevel: { name: "log-level", env: "RUNNEL_LOG_LEVEL", description: "log level", default: "info", parse: choiceFlag(logLevels) },
 });
 
-const logger = createLogger({ role: "controller", level: flags.logLevel });
+const logger = createLogger({ role: "controller", id: "controller", level: flags.logLevel });
 
 function fatal(err: unknown): never {
   logger.fatal({ err }, err instanceof InvariantError ? "controller invariant broken" : "controller failed");

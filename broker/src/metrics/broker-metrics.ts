@@ -34,6 +34,7 @@ export class BrokerMetrics {
   private readonly fetchBytes: Counter;
   private readonly replicationBytesOut: Counter<"follower">;
   private readonly replicationOutChildren = new Map<number, { inc(value: number): void }>();
+  private readonly replicationBytesIn: Counter<"leader">;
 
   constructor(private readonly sources: BrokerMetricsSources) {
     this.process = createProcessMetrics();
@@ -52,6 +53,13 @@ export class BrokerMetrics {
       name: "runnel_broker_replication_bytes_out_total",
       help: "Record-batch bytes sent to followers in ReplicaFetch responses, by follower broker id; sum by follower across brokers gives each follower's replication bytes in.",
       labelNames: ["follower"],
+      registers,
+    });
+
+    this.replicationBytesIn = new Counter({
+      name: "runnel_broker_replication_bytes_in_total",
+      help: "Record-batch bytes this broker appended as a follower, by the leader they came from.",
+      labelNames: ["leader"],
       registers,
     });
 
@@ -124,6 +132,11 @@ export class BrokerMetrics {
       this.replicationOutChildren.set(key, child);
     }
     child.inc(bytes);
+  }
+
+  /** Bytes appended as a follower; leader ids come from this broker's own metadata, so labels stay bounded. */
+  followerAppendedBytes(leaderId: number, bytes: number): void {
+    if (bytes > 0) this.replicationBytesIn.labels(String(leaderId)).inc(bytes);
   }
 
   text(): Promise<string> {

@@ -27,6 +27,8 @@ export interface ReplicaManagerOptions {
   alterPartition(partition: Partition, proposal: IsrProposal): Promise<PartitionState | undefined>;
   /** An impossible internal state: stop the process. */
   fatal(err: unknown): void;
+  /** Batch bytes appended as a follower, by leader (metrics). */
+  followerAppendedBytes?(leaderId: number, bytes: number): void;
 }
 
 function key(topic: string, partition: number): string {
@@ -186,6 +188,7 @@ export class ReplicaManager {
           partitionsFollowing: (leaderId) => this.partitionsFollowing(leaderId),
           flush: () => this.flushNow(),
           fatal: (err) => this.options.fatal(err),
+          appendedBytes: (leaderId, bytes) => this.options.followerAppendedBytes?.(leaderId, bytes),
         });
         this.fetchers.set(id, f);
         f.start();

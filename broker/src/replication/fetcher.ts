@@ -42,6 +42,8 @@ export interface FetcherHost {
   flush(): Promise<void>;
   /** An impossible state was found: stop the process loudly. */
   fatal(err: unknown): void;
+  /** Batch bytes appended from this leader (metrics). */
+  appendedBytes(leaderId: number, bytes: number): void;
 }
 
 export class ReplicaFetcher {
@@ -185,7 +187,9 @@ export class ReplicaFetcher {
       return "idle";
     }
     if (pr.batches.length === 0) return "idle";
-    return (await appendFetchedBatches(p, follower, pr.batches)) ? "appended" : "idle";
+    const appended = await appendFetchedBatches(p, follower, pr.batches);
+    this.host.appendedBytes(this.leaderId, pr.batches.reduce((n, b) => n + b.length, 0));
+    return appended ? "appended" : "idle";
   }
 }
 
