@@ -44,24 +44,30 @@ class NatsTarget implements BenchTarget {
   }
 
   async createStream(spec: StreamSpec): Promise<void> {
-    const nc = await this.connect("bench-admin");
+    const name = streamName(spec);
+    // Right after start-up the servers may not listen yet and the JetStream meta group may still be
+    // electing: retry (connection and creation) until it answers.
+    let lastError: unknown;
     try {
-      const jsm = await nc.jetstreamManager();
-      const name = streamName(spec);
-      // Right after start-up the JetStream meta group may still be electing: retry until it answers.
-      let lastError: unknown;
-      await waitUntil(`NATS stream ${name} creation (${String(lastError)})`, async () => {
+      await waitUntil(`NATS stream ${name} creation`, async () => {
+        let nc: NatsConnection | undefined;
         try {
+          nc = await this.connect("bench-admin");
+          const jsm = await nc.jetstreamManager();
           await jsm.streams.add({ name, subjects: [name], num_replicas: natsNodeCount, storage: StorageType.File });
           return true;
         } catch (err) {
           lastError = err;
           return false;
+        } finally {
+          if (nc !== undefined) {
+            this.conns.delete(nc);
+            await nc.close().catch(() => undefined);
+          }
         }
       }, clusterReadyTimeoutMs, 500);
-    } finally {
-      await nc.close();
-      this.conns.delete(nc);
+    } catch (err) {
+      throw new PeerUnavailableError(`${err instanceof Error ? err.message : String(err)}; last error: ${String(lastError)}`);
     }
   }
 

@@ -1,6 +1,6 @@
 // RabbitMQ as a bench peer: three Debian rabbitmq-server nodes on one host (distinct node names,
 // ports, data dirs, one Erlang cookie, our own epmd on loopback, distribution bound to 127.0.0.1),
-// joined with rabbitmqctl join_cluster, and two targets on that cluster: a quorum queue and a stream
+// started one by one so they form one cluster through classic peer discovery, and two targets on that cluster: a quorum queue and a stream
 // queue, both with 3 replicas, published to with publisher confirms through amqplib. W4's three
 // readers are three quorum queues bound to one fanout exchange (quorum) or three consumers of one
 // stream from its first offset (stream). Readers ack in batches (multiple=true), with a prefetch.
@@ -11,13 +11,14 @@ import { promisify } from "node:util";
 import amqp from "amqplib";
 import type { BenchProducer, BenchTarget, ConsumeHandle, StreamSpec, TargetCluster } from "../target.js";
 import { PeerUnavailableError } from "../target.js";
-import { ensureInstalled, groupPidsNamed, spawnGroup, type GroupProcess } from "./procs.js";
+import { ensureInstalled, groupPidsNamed, spawnGroup, waitUntil, type GroupProcess } from "./procs.js";
 
 const execFileAsync = promisify(execFile);
 const rabbitBin = "/usr/lib/rabbitmq/bin";
 export const rabbitNodeCount = 3;
-const amqpPortBase = 35670;
-const distPortBase = 35680;
+// Away from 35672-35682, which rabbitmqctl itself uses for its Erlang distribution.
+const amqpPortBase = 45670;
+const distPortBase = 45680;
 /** Our own epmd, so the nodes register nowhere else and nothing outlives the bench. */
 const epmdPort = 14369;
 const nodeStartTimeoutMs = 120_000;
@@ -172,11 +173,31 @@ export async function startRabbitMq(dir: string, log: (line: string) => void): P
     const epmd = spawnGroup("epmd", ["-port", String(epmdPort), "-address", "127.0.0.1"], baseEnv, join(dir, "epmd.log"));
     procs.push(epmd);
     const nodes: GroupProcess[] = [];
+    // await_startup fails at once while the node is not yet registered with epmd: retry until it waits.
+    const awaitNode = async (i: number) => {
+      let lastError: unknown;
+      await waitUntil(`RabbitMQ node ${nodeName(i)} start-up`, async () => {
+        if (nodes[i - 1]!.exited()) throw new PeerUnavailableError(`RabbitMQ node ${nodeName(i)} exited during start-up; see ${join(dir, `rabbit-${i}`, "server.log")}`);
+        try {
+          await ctl(i, "--timeout", String(nodeStartTimeoutMs / 1000), "await_startup");
+          return true;
+        } catch (err) {
+          lastError = err;
+          return false;
+        }
+      }, nodeStartTimeoutMs, 1_000).catch((err: unknown) => {
+        throw new PeerUnavailableError(`${err instanceof Error ? err.message : String(err)}; last: ${String(lastError).slice(0, 300)}`);
+      });
+    };
     for (let i = 1; i <= rabbitNodeCount; i++) {
       const nodeDir = join(dir, `rabbit-${i}`);
       mkdirSync(join(nodeDir, "log"), { recursive: true });
       writeFileSync(join(nodeDir, "enabled_plugins"), "[].\n");
-      writeFileSync(join(nodeDir, "rabbitmq.conf"), "loopback_users = none\n");
+      // Classic peer discovery: a fresh node joins the listed nodes it can reach at boot. Nodes start
+      // one after another, so node 1 forms the cluster and 2 and 3 join it (stop_app/join_cluster/
+      // start_app instead failed here with the node's own AMQP port still bound: eaddrinuse).
+      const peersConf = Array.from({ length: rabbitNodeCount }, (_, k) => `cluster_formation.classic_config.nodes.${k + 1} = ${nodeName(k + 1)}`);
+      writeFileSync(join(nodeDir, "rabbitmq.conf"), ["loopback_users = none", "cluster_formation.peer_discovery_backend = classic_config", ...peersConf, ""].join("\n"));
       const env: NodeJS.ProcessEnv = {
         ...baseEnv,
         RABBITMQ_NODENAME: nodeName(i),
@@ -195,13 +216,11 @@ export async function startRabbitMq(dir: string, log: (line: string) => void): P
       const p = spawnGroup(join(rabbitBin, "rabbitmq-server"), [], env, join(nodeDir, "server.log"), nodeDir);
       procs.push(p);
       nodes.push(p);
+      await awaitNode(i);
     }
-    for (let i = 1; i <= rabbitNodeCount; i++) await ctl(i, "--timeout", String(nodeStartTimeoutMs / 1000), "await_startup");
-    for (let i = 2; i <= rabbitNodeCount; i++) {
-      await ctl(i, "stop_app");
-      await ctl(i, "join_cluster", nodeName(1));
-      await ctl(i, "start_app");
-    }
+    const running = await execFileAsync(join(rabbitBin, "rabbitmqctl"), ["-n", nodeName(1), "eval", "length(rabbit_nodes:all_running())."], { env: baseEnv, timeout: ctlTimeoutMs })
+      .then((r) => Number(r.stdout.trim()), () => Number.NaN);
+    if (running !== rabbitNodeCount) throw new PeerUnavailableError(`RabbitMQ formed a cluster of ${running} running nodes, not ${rabbitNodeCount}; logs in ${dir}`);
     if (nodes.some((n) => n.exited())) throw new PeerUnavailableError(`a RabbitMQ node exited during start-up; logs in ${dir}`);
     const url = `amqp://guest:guest@127.0.0.1:${amqpPortBase + 1}`;
     // A fresh queue name per run: re-declaring a deleted quorum queue's name can fail with cluster_not_formed.
