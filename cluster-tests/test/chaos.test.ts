@@ -12,7 +12,7 @@ import { formatReport, reportViolations, runChaos } from "../src/chaos/run.js";
 const sessionTimeoutMs = 2_000;
 
 describe("chaos (short suite)", () => {
-  it("loses, duplicates, reorders and skips nothing through one fault of each kind; replicas agree", async () => {
+  it("loses, duplicates, reorders and skips nothing through one fault of each kind; replicas agree", async (ctx) => {
     const seedText = process.env["RUNNEL_CHAOS_SEED"];
     const seed = seedText === undefined ? newSeed() : Number(seedText);
     console.log(`chaos short suite: seed ${seed} (replay: RUNNEL_CHAOS_SEED=${seed})`);
@@ -24,6 +24,11 @@ describe("chaos (short suite)", () => {
       partitions: 4,
       recordsPerSecond: 150,
       log: (line) => console.log(line),
+      // Even if the test times out mid-run, every process is killed and the logs are kept.
+      onStarted: (cluster, network) => {
+        cluster.keepLogsOnFailure(ctx);
+        ctx.onTestFinished(() => network.close());
+      },
     });
     console.log(formatReport(report));
     expect(reportViolations(report)).toEqual([]);

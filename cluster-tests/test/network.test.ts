@@ -2,7 +2,8 @@
 // that opened them, and one broker cut from the others and from the controller while it keeps running.
 // Promises checked: the proxy black-holes and heals without losing bytes; an isolated leader does not
 // acknowledge acks=all writes (asked directly, as a client stuck on its side of the partition would);
-// the library's producer fails over to the new leader with no error; after healing, nothing
+// the library's producer (cut from the isolated leader too: see docs/chaos.md for a client left on its
+// side) fails over to the new leader with no error; after healing, nothing
 // acknowledged is lost or duplicated and the replicas agree.
 import { join } from "node:path";
 import { createConnection, createServer, type Socket } from "node:net";

@@ -31,6 +31,8 @@ export interface ChaosOptions {
   requestTimeoutMs?: number;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
+  /** Called once the cluster runs: a test ties it to its context here, so a timeout still kills and keeps logs. */
+  onStarted?: (cluster: Cluster, network: Network) => void;
 }
 
 export interface FaultRecord {
@@ -176,6 +178,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     controllerArgs: ["--group-session-timeout-ms", "6000", "--group-heartbeat-interval-ms", "500"],
   });
   log(`chaos: cluster in ${cluster.dir}`);
+  options.onStarted?.(cluster, network);
   const started = Date.now();
   let failed = true;
   const workload = new ChaosWorkload({
