@@ -100,14 +100,22 @@ function describeError(err: unknown, bootstrap: string): string {
   return `unexpected error: ${String(err)}`;
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<"timeout"> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve("timeout"), ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(timer);
+/** A timer that resolves "timeout" after `ms` (or on abort); cancel() releases its timer and listener. */
+function idleTimer(ms: number, signal?: AbortSignal): { done: Promise<"timeout">; cancel(): void } {
+  let cancel = () => {};
+  const done = new Promise<"timeout">((resolve) => {
+    const fire = () => {
+      cancel();
       resolve("timeout");
-    }, { once: true });
+    };
+    const timer = setTimeout(fire, ms);
+    signal?.addEventListener("abort", fire, { once: true });
+    cancel = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", fire);
+    };
   });
+  return { done, cancel };
 }
 
 function aborted(signal?: AbortSignal): Promise<"aborted"> {
@@ -310,8 +318,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       try {
         while (o.maxMessages === undefined || count < o.maxMessages) {
           const waits: Array<Promise<ConsumerRecord | undefined | "timeout" | "aborted">> = [consumer.next(), stop];
-          if (o.timeoutMs !== undefined) waits.push(sleep(o.timeoutMs, io.signal));
-          const r = await Promise.race(waits);
+          const idle = o.timeoutMs === undefined ? undefined : idleTimer(o.timeoutMs, io.signal);
+          if (idle !== undefined) waits.push(idle.done);
+          const r = await Promise.race(waits).finally(() => idle?.cancel());
           if (r === undefined || r === "timeout" || r === "aborted") break;
           count += 1;
           if (json) {
