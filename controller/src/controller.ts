@@ -106,6 +106,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
     const health = addStandardServices(grpcServer, ["runnel.v1.ControllerService"]);
     const grpcPort = await bindServer(grpcServer, options.listen);
     core.controllerEndpoint = { brokerId: -1, host: listen.host, port: grpcPort, rack: "" };
+    core.startGrace(Date.now());
     timer = setInterval(() => core.requestTick(), options.tickIntervalMs ?? defaultTickIntervalMs);
     timer.unref();
     const address = httpServer.address();

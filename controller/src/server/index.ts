@@ -36,6 +36,7 @@ import type { MetadataStore } from "../store/index.js";
 import {
   describeGroup,
   emptyGroupsState,
+  graceAfterLoad,
   type GroupConfig,
   type GroupResult,
   type GroupsState,
@@ -107,6 +108,16 @@ export class ControllerCore {
 
   get groups(): GroupsState {
     return this.currentGroups;
+  }
+
+  /**
+   * Starts the restart grace now: every broker and group member loaded from the store gets one session
+   * timeout from the moment the controller can hear heartbeats, not from when its state was read (on a
+   * loaded machine, binding the server can take longer than a session timeout).
+   */
+  startGrace(nowMs: number): void {
+    this.current = { ...this.current, lastHeartbeatMs: new Map([...this.current.lastHeartbeatMs.keys()].map((id) => [id, nowMs])) };
+    this.currentGroups = graceAfterLoad(this.currentGroups, nowMs);
   }
 
   /** Runs a group command in the queue: state machine, then persist, then the answer. */
