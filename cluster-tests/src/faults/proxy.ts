@@ -108,8 +108,14 @@ export class TcpProxy {
     this.links.add(link);
     downstream.on("error", () => this.drop(link));
     downstream.on("close", () => this.drop(link));
-    const { host, port } = this.options.upstream();
-    const upstream = createConnection({ host, port });
+    let target: { host: string; port: number };
+    try {
+      target = this.options.upstream();
+    } catch {
+      this.drop(link); // Nothing to forward to (yet): the caller sees a closed connection, as from a dead process.
+      return;
+    }
+    const upstream = createConnection(target);
     link.upstream = upstream;
     upstream.setNoDelay(true);
     downstream.setNoDelay(true);
