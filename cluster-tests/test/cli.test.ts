@@ -131,7 +131,7 @@ describe("runnel CLI against a real cluster", () => {
     expect(await ok(["offsets", "cli-lines"])).toMatch(/^PARTITION\s+OFFSET\n0\s+2\n$/);
   });
 
-  it("produces more stdin lines than it keeps pending and consumes every one back in order", async () => {
+  it("produces more stdin lines than it keeps pending and consumes every one back in order", { timeout: 180_000 }, async () => {
     const count = 25_000; // above cliMaxPendingRecords, so produce waits for acknowledgements while reading
     await ok(["topic", "create", "cli-bulk", "--partitions", "3", "--replication-factor", "3"]);
     const lines = Array.from({ length: count }, (_, i) => `line-${i}`);
@@ -145,7 +145,7 @@ describe("runnel CLI against a real cluster", () => {
     expect(consumed).toBe(lines.join("\n") + "\n");
   });
 
-  it("consumes many records with --timeout-ms without printing anything but the records", async () => {
+  it("consumes many records with --timeout-ms without printing anything but the records", { timeout: 120_000 }, async () => {
     // The idle timeout restarts with every record; it must not pile up timers or abort listeners (Node
     // warns on stderr after 10 listeners on one AbortSignal).
     await ok(["topic", "create", "cli-idle", "--partitions", "1", "--replication-factor", "3"]);

@@ -9,10 +9,10 @@ import { describe, expect, it } from "vitest";
 const repo = join(import.meta.dirname, "..", "..");
 
 describe("npm run bench", () => {
-  it("completes a --quick run with results for every scenario and cleans up", async () => {
+  it("completes a --quick run with results for every scenario and cleans up", { timeout: 300_000 }, async () => {
     const out = mkdtempSync(join(tmpdir(), "runnel-bench-out-"));
     try {
-      const run = await execa("node", [join(repo, "scripts", "dist", "bench", "main.js"), "--quick", "--out", out], { cwd: repo, reject: false, timeout: 120_000 });
+      const run = await execa("node", [join(repo, "scripts", "dist", "bench", "main.js"), "--quick", "--out", out], { cwd: repo, reject: false, timeout: 280_000 });
       expect(run.exitCode, run.stderr + run.stdout).toBe(0);
       const files = readdirSync(out).filter((f) => f.endsWith(".json"));
       expect(files).toHaveLength(1);
