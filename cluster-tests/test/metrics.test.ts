@@ -124,6 +124,14 @@ describe("metrics, health and readiness over HTTP", () => {
     expect(total(controller, "runnel_rpc_requests_total", { method: "runnel.v1.ControllerService/BrokerHeartbeat", code: "OK" })).toBeGreaterThan(0);
     expect(sample(controller, "process_resident_memory_bytes")).toBeGreaterThan(0);
 
+    // Group lag: a group that committed offset 1 on partition 0 (high watermark 3) lags by 2.
+    const c = cluster.controllerClient();
+    const commit = await callUnary(c, c.offsetCommit, { groupId: "lagging", memberId: "", memberEpoch: -1, topics: [{ topic, partitions: [{ partition: 0, committedOffset: 1n, committedLeaderEpoch: -1, metadata: "" }] }] }, 5_000);
+    expect(commit.errorCode).toBe(0);
+    const lagged = await scrape(controllerHttp);
+    expect(sample(lagged, "runnel_group_committed_offset", { group: "lagging", topic, partition: "0" })).toBe(1);
+    expect(sample(lagged, "runnel_group_lag", { group: "lagging", topic, partition: "0" })).toBe(2);
+
     // A dead follower leaves the ISR: both partitions become under-replicated on the controller.
     const victim = followers[0]!;
     await cluster.kill(victim);

@@ -17,6 +17,7 @@ import {
 } from "@runnel/common";
 import { ControllerServiceService } from "@runnel/proto";
 import { ControllerMetrics } from "./metrics/controller-metrics.js";
+import { HighWatermarkReader } from "./metrics/high-watermarks.js";
 import { ControllerCore, defaultGroupHeartbeatIntervalMs, defaultGroupSessionTimeoutMs } from "./server/index.js";
 import { MetadataStore } from "./store/index.js";
 
@@ -95,7 +96,8 @@ export async function startController(options: ControllerOptions): Promise<Runni
       { clusterId: state.clusterId, metadataVersion: state.metadataVersion.toString(), brokers: state.brokers.size, topics: state.topics.size, groups: groups.groups.size, dataDir: options.dataDir },
       "controller state loaded",
     );
-    const metrics = new ControllerMetrics(core);
+    const highWatermarks = new HighWatermarkReader();
+    const metrics = new ControllerMetrics(core, highWatermarks);
 
     httpServer = await startHttpServer(httpAddress.host, httpAddress.port, {
       notReadyReason: () => (ready ? undefined : stopping !== undefined ? "shutting down" : "starting"),
@@ -122,6 +124,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
         for (const service of ["", "runnel.v1.ControllerService"]) health.setStatus(service, "NOT_SERVING");
         clearInterval(timer);
         await core.stop();
+        highWatermarks.close();
         await shutdownServer(server, shutdownGraceMs);
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
         http.closeAllConnections();

@@ -1,10 +1,10 @@
 // The controller's Prometheus metrics, all read from the current cluster and group state when
 // Prometheus scrapes (nothing is updated on the command path). Group lag needs each partition's high
-// watermark, which only brokers know; the controller exposes committed offsets and the brokers expose
-// runnel_partition_high_watermark, and lag is their difference in PromQL (see broker/src/metrics).
+// watermark, which only brokers know: the scrape asks the partition leaders (HighWatermarkReader).
 import { createProcessMetrics, Gauge, type ProcessMetrics } from "@runnel/common";
 import type { GroupsState } from "../groups/index.js";
 import { noLeader, type ClusterState } from "../metadata/index.js";
+import { type HighWatermarkReader, hwKey } from "./high-watermarks.js";
 
 /** What the metrics read; ControllerCore provides it. */
 export interface ControllerMetricsSource {
@@ -48,7 +48,7 @@ const offsetKeySeparator = "\u0000";
 export class ControllerMetrics {
   readonly process: ProcessMetrics;
 
-  constructor(source: ControllerMetricsSource) {
+  constructor(source: ControllerMetricsSource, highWatermarks?: Pick<HighWatermarkReader, "read">) {
     this.process = createProcessMetrics();
     const registers = [this.process.registry];
     // One health pass per scrape, shared by the gauges that need it (collect() runs per gauge).
@@ -102,6 +102,30 @@ export class ControllerMetrics {
         }
       }
     });
+    if (highWatermarks !== undefined) {
+      new Gauge({
+        name: "runnel_group_lag",
+        help: "Records a group has not consumed yet per partition: the leader's high watermark minus the committed offset (absent when the leader did not answer within the scrape's deadline).",
+        labelNames: ["group", "topic", "partition"],
+        registers,
+        async collect() {
+          this.reset();
+          const committed: Array<{ group: string; topic: string; partition: number; offset: bigint }> = [];
+          for (const group of source.groups.groups.values()) {
+            for (const [key, c] of group.offsets) {
+              const at = key.lastIndexOf(offsetKeySeparator);
+              committed.push({ group: group.groupId, topic: key.slice(0, at), partition: Number(key.slice(at + 1)), offset: c.offset });
+            }
+          }
+          if (committed.length === 0) return;
+          const hws = await highWatermarks.read(source.state, committed);
+          for (const c of committed) {
+            const hw = hws.get(hwKey(c.topic, c.partition));
+            if (hw !== undefined) this.set({ group: c.group, topic: c.topic, partition: String(c.partition) }, Number(hw > c.offset ? hw - c.offset : 0n));
+          }
+        },
+      });
+    }
   }
 
   text(): Promise<string> {
