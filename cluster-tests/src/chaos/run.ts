@@ -113,7 +113,7 @@ export function formatReport(r: ChaosReport): string {
   lines.push(violations.length === 0 ? "  result: OK" : `  result: FAILED: ${violations.join("; ")}`);
   if (h.examples.length > 0) lines.push("  examples:", ...h.examples.map((e) => `    ${e}`));
   for (const d of r.replicas.divergences.slice(0, 10)) lines.push(`    diverged: ${d.topic}-${d.partition} brokers ${d.brokers.join("/")} at ${d.offset}: ${d.detail}`);
-  lines.push(`  logs: ${r.dir}`);
+  lines.push(`  logs: ${r.dir} (${violations.length === 0 ? "removed: the run passed" : "kept"})`);
   return lines.join("\n");
 }
 
