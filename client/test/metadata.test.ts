@@ -56,4 +56,29 @@ describe("metadata cache", () => {
     await Promise.all([all, some]);
     expect(requests).toEqual([[]]);
   });
+
+  it("does not go back to an older metadata version, and asks another broker next time", async () => {
+    // Broker 1 was cut off from the controller and still answers version 5; broker 2 knows version 9.
+    const asked: string[] = [];
+    const versions: Record<string, bigint> = { "127.0.0.1:7401": 5n, "127.0.0.1:7402": 9n };
+    const pool = {
+      broker: async (address: string) => {
+        asked.push(address);
+        return {
+          clusterId: "c", metadataVersion: versions[address], controller: { brokerId: -1, host: "127.0.0.1", port: 7400, rack: "" },
+          brokers: [{ brokerId: 1, host: "127.0.0.1", port: 7401, rack: "" }, { brokerId: 2, host: "127.0.0.1", port: 7402, rack: "" }],
+          topics: [{ ...topic("orders"), partitions: [{ ...topic("orders").partitions[0]!, leaderId: address.endsWith("7401") ? 1 : 2 }] }],
+        } as unknown as MetadataResponse;
+      },
+    } as unknown as ChannelPool;
+    const metadata = new ClusterMetadata(pool, ["127.0.0.1:7401", "127.0.0.1:7402"]);
+    await metadata.refresh([], true); // asks 7401 first: version 5, leader 1
+    expect(metadata.topic("orders")!.partitions[0]!.leaderId).toBe(1);
+    await metadata.refresh([], true); // rotates to 7402: version 9, leader 2
+    expect(metadata.topic("orders")!.partitions[0]!.leaderId).toBe(2);
+    await metadata.refresh([], true); // back at 7401: its version 5 is older, so 7402 is asked again
+    expect(metadata.topic("orders")!.partitions[0]!.leaderId).toBe(2);
+    expect(metadata.metadataVersion).toBe(9n);
+    expect(asked).toEqual(["127.0.0.1:7401", "127.0.0.1:7402", "127.0.0.1:7401", "127.0.0.1:7402"]);
+  });
 });

@@ -87,14 +87,26 @@ export class ClusterMetadata {
   }
 
   private lastRequested = new Set<string>();
+  private rotation = 0;
 
   private async doRefresh(topics: string[]): Promise<void> {
-    // Known brokers first (they are the live cluster), then the bootstrap list.
-    const candidates = [...new Set([...[...this.brokers.values()].map((b) => b.address), ...this.bootstrap])];
+    // Known brokers first (they are the live cluster), then the bootstrap list; each refresh starts
+    // at the next one, so a broker that answers with a stale view (one cut off from the controller
+    // still believes it leads) cannot be the only one ever asked.
+    const known = [...new Set([...[...this.brokers.values()].map((b) => b.address), ...this.bootstrap])];
+    const start = known.length === 0 ? 0 : this.rotation++ % known.length;
+    const candidates = [...known.slice(start), ...known.slice(0, start)];
     let lastErr: unknown;
+    let staleAnswers = 0;
     for (const address of candidates) {
       try {
         const res = await this.pool.broker(address, "metadata", { topics });
+        // Metadata versions only grow: an answer older than what we hold comes from a broker that
+        // lost touch with the controller. Ask the next one instead of going back in time.
+        if (res.metadataVersion < this.version) {
+          staleAnswers++;
+          continue;
+        }
         this.apply(res, topics.length === 0);
         return;
       } catch (err) {
@@ -102,6 +114,7 @@ export class ClusterMetadata {
         if (err instanceof RunnelError && !(err instanceof ConnectionError) && !err.retriable) throw err;
       }
     }
+    if (staleAnswers > 0) return; // every broker that answered is behind us: keep what we have
     if (lastErr instanceof ConnectionError || lastErr === undefined) {
       throw new ConnectionError(`cannot reach the cluster at ${this.bootstrap.join(",")}`, {
         code: ErrorCode.BROKER_NOT_AVAILABLE, retriable: true, outcomeUnknown: true, address: this.bootstrap.join(","), cause: lastErr,
