@@ -128,10 +128,10 @@ describe("produce and fetch", () => {
     const b0 = buildBatch([{ value: enc.encode("s0") }, { value: enc.encode("s1") }], { producerId: 11n, producerEpoch: 0, baseSequence: 0 });
     const b1 = buildBatch([{ value: enc.encode("s2") }], { producerId: 11n, producerEpoch: 0, baseSequence: 2 });
     const b2 = buildBatch([{ value: enc.encode("s3") }], { producerId: 11n, producerEpoch: 0, baseSequence: 3 });
-    const later = [produce("events", 1, b2), produce("events", 1, b1)];
+    const later = Promise.all([produce("events", 1, b2), produce("events", 1, b1)] as const);
     await new Promise((r) => setTimeout(r, 100));
     const first = await produce("events", 1, b0);
-    const [r2, r1] = await Promise.all(later);
+    const [r2, r1] = await later;
     for (const r of [first, r1, r2]) expect(r.topics[0]!.partitions[0]!.errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
     const o0 = first.topics[0]!.partitions[0]!.baseOffset;
     expect(r1.topics[0]!.partitions[0]!.baseOffset).toBe(o0 + 2n);

@@ -7,39 +7,15 @@ import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Acks, BrokerServiceClient, buildBatch, ErrorCode, type MetadataEvent, type PartitionState, type RecordBatch } from "@runnel/proto";
-import { callUnary, channelOptions, createLogger } from "@runnel/common";
+import { callUnary, channelOptions, createLogger, type MetricSample, metricSample as sample, parseMetricsText as parseMetrics } from "@runnel/common";
 import { Broker } from "../src/node.js";
 
 const enc = new TextEncoder();
 /** Longest a test waits for replication to settle before failing (a bound, not an assertion on speed). */
 const settleTimeoutMs = 20_000;
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
 
-/** Parses Prometheus text exposition (no escaped quotes in our label values). */
-function parseMetrics(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (m === null) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
 
-/** The one sample with this name whose labels include `labels`; undefined when there is none. */
-function sample(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
-  return found[0]?.value;
-}
 
 function partitionState(isr: number[], partitionEpoch: number): PartitionState {
   return { topic: "m", partition: 0, replicas: [1, 2], isr, leaderId: 1, leaderEpoch: 1, partitionEpoch };
@@ -75,7 +51,7 @@ function broker(id: 1 | 2): Broker {
   return brokers[id - 1]!;
 }
 
-async function scrape(b: Broker): Promise<Sample[]> {
+async function scrape(b: Broker): Promise<MetricSample[]> {
   const res = await fetch(`http://127.0.0.1:${b.httpPort}/metrics`);
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toContain("text/plain");

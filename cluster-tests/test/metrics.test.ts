@@ -4,6 +4,7 @@
 // back in the ISR; and both binaries answer --help, an unknown flag and a bad value as promised.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import { type MetricSample, metricSample as sample, metricTotal as total, parseMetricsText as parseMetrics } from "@runnel/common";
 import { describe, expect, it } from "vitest";
 import { ErrorCode } from "@runnel/proto";
 import { callUnary, type Cluster, findFreePorts, pollUntil, startClusterForTest } from "../src/harness/index.js";
@@ -16,37 +17,11 @@ const controllerEntry = `${repoRoot}controller/dist/main.js`;
 const waitTimeoutMs = 20_000;
 const sessionTimeoutMs = 2_000;
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
 
-function parseMetrics(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (m === null) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
 
-function sample(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
-  return found[0]?.value;
-}
 
-/** Sum of every sample of `name` whose labels include `labels`. */
-function total(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
-  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
-}
 
-async function scrape(httpAddress: string): Promise<Sample[]> {
+async function scrape(httpAddress: string): Promise<MetricSample[]> {
   const res = await fetch(`http://${httpAddress}/metrics`);
   if (res.status !== 200) throw new Error(`/metrics on ${httpAddress} answered ${res.status}`);
   return parseMetrics(await res.text());
@@ -86,7 +61,7 @@ describe("metrics, health and readiness over HTTP", () => {
 
     // Followers learn the high watermark on their next fetch: wait for every replica to show 3.
     const p0 = { topic, partition: "0" };
-    const byBroker = new Map<number, Sample[]>();
+    const byBroker = new Map<number, MetricSample[]>();
     for (const id of cluster.brokerIds) {
       byBroker.set(
         id,

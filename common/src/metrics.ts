@@ -112,3 +112,36 @@ export function createProcessMetrics(): ProcessMetrics {
 export function instrumentedServerOptions(base: grpc.ServerOptions, metrics: ProcessMetrics): grpc.ServerOptions {
   return { ...base, interceptors: [...(base.interceptors ?? []), metrics.rpc.interceptor] };
 }
+
+/** One sample of Prometheus text exposition. */
+export interface MetricSample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses Prometheus text exposition as Runnel writes it (label values have no escaped quotes). */
+export function parseMetricsText(text: string): MetricSample[] {
+  const out: MetricSample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (m === null) throw new Error(`unparsable metrics line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** The one sample named `name` whose labels include `labels`; undefined when none, an error when several. */
+export function metricSample(samples: readonly MetricSample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
+  return found[0]?.value;
+}
+
+/** The sum of every sample named `name` whose labels include `labels`. */
+export function metricTotal(samples: readonly MetricSample[], name: string, labels: Record<string, string> = {}): number {
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).reduce((sum, s) => sum + s.value, 0);
+}

@@ -6,37 +6,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterEach, describe, expect, it } from "vitest";
-import { channelOptions, createLogger } from "@runnel/common";
+import { channelOptions, createLogger, type MetricSample, metricSample as sample, parseMetricsText as parseMetrics } from "@runnel/common";
 import { ControllerServiceClient, ErrorCode } from "@runnel/proto";
 import { emptyGroupsState, type GroupsState, heartbeat, offsetCommit } from "../src/groups/index.js";
 import { type ClusterState, createTopics, initialState, noLeader, type PartitionRecord, registerBroker, type TopicRecord } from "../src/metadata/index.js";
 import { ControllerMetrics, partitionHealth } from "../src/metrics/controller-metrics.js";
 import { startController, type RunningController } from "../src/index.js";
 
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
 
-function parseMetrics(text: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (m === null) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
 
-function sample(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
-  if (found.length > 1) throw new Error(`${found.length} samples of ${name} match ${JSON.stringify(labels)}`);
-  return found[0]?.value;
-}
 
 const metadataConfig = { sessionTimeoutMs: 6000, autoLeaderRebalance: false, leaderImbalanceCheckMs: 1000 };
 
