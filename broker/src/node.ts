@@ -103,7 +103,6 @@ export class Broker {
       replicas: this.replicas,
       controller: o.controller,
       logger: o.logger,
-      notReadyReason: () => this.notReadyReason,
       metrics: this.metrics,
     });
     const replication = new ReplicationServiceHandlers({ brokerId: o.brokerId, metadata: this.metadata, replicas: this.replicas, logger: o.logger, metrics: this.metrics });

@@ -22,17 +22,6 @@ export const replicaFetchBackoffMs = 100;
 
 type Decoded = ReplicaFetchPartitionWire[];
 
-/** A ReplicationService client whose ReplicaFetch answer keeps batches as raw bytes. */
-const RawReplicationClient = grpc.makeGenericClientConstructor(
-  {
-    replicaFetch: {
-      ...ReplicationServiceService.replicaFetch,
-      responseDeserialize: (value: Buffer): Decoded => decodeReplicaFetchResponse(value),
-    },
-  },
-  "runnel.v1.ReplicationService",
-);
-
 export interface FetcherHost {
   brokerId: number;
   brokerEpoch(): bigint;
@@ -57,7 +46,8 @@ export class ReplicaFetcher {
     readonly address: string,
     private readonly host: FetcherHost,
   ) {
-    this.client = new RawReplicationClient(address, grpc.credentials.createInsecure(), channelOptions);
+    // A plain client: call() passes its own deserializer, which keeps batches as raw bytes.
+    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), channelOptions);
   }
 
   start(): void {

@@ -45,8 +45,6 @@ export interface BrokerServiceDeps {
   replicas: ReplicaManager;
   controller: HostPort | undefined;
   logger: Logger;
-  /** Why the broker cannot serve yet, or undefined. */
-  notReadyReason(): string | undefined;
   /** Traffic counters; omitted in tests that do not look at them. */
   metrics?: BrokerMetrics;
 }
