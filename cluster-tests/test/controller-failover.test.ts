@@ -2,7 +2,7 @@
 // timeout after SIGKILL, preferred leadership returning after a restart, controller state surviving
 // SIGKILL and restart, and controlled shutdown moving leaderships before a SIGTERMed broker exits.
 import { describe, expect, it } from "vitest";
-import { ErrorCode, type MetadataResponse } from "@runnel/proto";
+import type { MetadataResponse } from "@runnel/proto";
 import { callUnary, type Cluster, startClusterForTest } from "../src/harness/index.js";
 
 const sessionTimeoutMs = 2_000;
@@ -16,13 +16,6 @@ function leaderCounts(md: MetadataResponse): Map<number, number> {
   const counts = new Map<number, number>();
   for (const leader of leaders(md).values()) counts.set(leader, (counts.get(leader) ?? 0) + 1);
   return counts;
-}
-
-async function createTopic(cluster: Cluster, name: string, partitions: number, replicationFactor: number, configs: Record<string, string> = {}) {
-  const c = cluster.controllerClient();
-  const res = await callUnary(c, c.createTopics, { topics: [{ name, partitions, replicationFactor, configs }], validateOnly: false }, 5_000);
-  expect(res.topics[0]!.errorCode, res.topics[0]!.errorMessage).toBe(ErrorCode.ERROR_CODE_NONE);
-  for (let p = 0; p < partitions; p++) await cluster.waitForLeader(name, p);
 }
 
 /** Waits until every broker's metadata agrees and `predicate` holds on it. */
@@ -44,7 +37,7 @@ async function waitForMetadata(cluster: Cluster, predicate: (md: MetadataRespons
 describe("controller: placement, election, preferred leaders, durability, controlled shutdown", () => {
   it("spreads 6 partitions over 3 brokers, fails over within the session timeout and returns leadership to the preferred replica", async (ctx) => {
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs, heartbeatIntervalMs: 200, brokerArgs: ["--replica-lag-time-max-ms", "2000"] });
-    await createTopic(cluster, topic, 6, 3);
+    await cluster.createTopic({ name: topic, partitions: 6, replicationFactor: 3 });
     const initial = await waitForMetadata(cluster, (md) => md.topics[0]!.partitions.every((p) => p.isr.length === 3), 10_000);
     expect([...leaderCounts(initial).entries()].sort()).toEqual([[1, 2], [2, 2], [3, 2]]);
     const preferred = new Map(initial.topics[0]!.partitions.map((p) => [p.partition, p.replicas[0]!]));
@@ -70,8 +63,8 @@ describe("controller: placement, election, preferred leaders, durability, contro
 
   it("keeps every topic, epoch and leader across a controller SIGKILL and restart", async (ctx) => {
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs, heartbeatIntervalMs: 200 });
-    await createTopic(cluster, topic, 6, 3, { "retention.ms": "3600000" });
-    await createTopic(cluster, "audit", 2, 2);
+    await cluster.createTopic({ name: topic, partitions: 6, replicationFactor: 3, configs: { "retention.ms": "3600000" } });
+    await cluster.createTopic({ name: "audit", partitions: 2, replicationFactor: 2 });
     const before = await waitForMetadata(cluster, (md) => md.topics[0]!.partitions.every((p) => p.isr.length === 3), 10_000);
     const describeBefore = await cluster.describe();
     await cluster.kill("controller");
@@ -88,12 +81,12 @@ describe("controller: placement, election, preferred leaders, durability, contro
     expect(shape(after).find((t) => t.name === topic)).toEqual(shape(before).find((t) => t.name === topic));
     expect(after.topics.find((t) => t.name === "audit")?.partitions).toHaveLength(2);
     // And the restarted controller still acts: a new topic gets leaders.
-    await createTopic(cluster, "after-restart", 3, 3);
+    await cluster.createTopic({ name: "after-restart", partitions: 3, replicationFactor: 3 });
   });
 
   it("moves a SIGTERMed broker's leaderships away before it exits (controlled shutdown)", async (ctx) => {
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs: 10_000, heartbeatIntervalMs: 200 });
-    await createTopic(cluster, topic, 6, 3);
+    await cluster.createTopic({ name: topic, partitions: 6, replicationFactor: 3 });
     const initial = await waitForMetadata(cluster, (md) => md.topics[0]!.partitions.every((p) => p.isr.length === 3), 10_000);
     const victim = 1;
     const led = [...leaders(initial)].filter(([, l]) => l === victim).map(([p]) => p);

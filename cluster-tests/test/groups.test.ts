@@ -7,9 +7,8 @@
 import { join } from "node:path";
 import { execa, type ResultPromise } from "execa";
 import { describe, expect, it } from "vitest";
-import { ErrorCode } from "@runnel/proto";
 import { Runnel, type GroupDescription } from "@runnel/client";
-import { callUnary, type Cluster, pollUntil, repoRoot, startClusterForTest, type TestContextLike } from "../src/harness/index.js";
+import { pollUntil, repoRoot, startClusterForTest, type TestContextLike } from "../src/harness/index.js";
 
 const groupSessionTimeoutMs = 3_000;
 const groupHeartbeatIntervalMs = 300;
@@ -60,13 +59,6 @@ function track(ctx: TestContextLike, consumers: ConsumerProcess[]): void {
   });
 }
 
-async function createTopic(cluster: Cluster, name: string, partitions: number): Promise<void> {
-  const c = cluster.controllerClient();
-  const res = await callUnary(c, c.createTopics, { topics: [{ name, partitions, replicationFactor: 3, configs: {} }], validateOnly: false }, 5_000);
-  expect(res.topics[0]!.errorCode, res.topics[0]!.errorMessage).toBe(ErrorCode.ERROR_CODE_NONE);
-  for (let p = 0; p < partitions; p++) await cluster.waitForLeader(name, p);
-}
-
 async function produce(client: Runnel, topic: string, from: number, count: number): Promise<void> {
   // Not idempotent: producer ids come from the controller, which one test kills.
   const producer = client.producer({ acks: "all", idempotent: false });
@@ -111,7 +103,7 @@ describe("consumer groups with real processes", () => {
   it("balances 6 partitions over 3 members, moves a SIGKILLed member's partitions within the session timeout, processes every record, and takes in a fourth member", async (ctx) => {
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs: 3_000, heartbeatIntervalMs: 200, controllerArgs });
     const topic = "orders";
-    await createTopic(cluster, topic, 6);
+    await cluster.createTopic({ name: topic, partitions: 6, replicationFactor: 3 });
     const client = new Runnel({ bootstrap: cluster.bootstrap, clientId: "groups-test" });
     ctx.onTestFinished(() => client.close());
     await produce(client, topic, 0, 300);
@@ -159,7 +151,7 @@ describe("consumer groups with real processes", () => {
   it("two groups on one topic each get every record; a controller SIGKILL and restart keeps group state and offsets while consumption goes on", async (ctx) => {
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs: 3_000, heartbeatIntervalMs: 200, controllerArgs });
     const topic = "events";
-    await createTopic(cluster, topic, 4);
+    await cluster.createTopic({ name: topic, partitions: 4, replicationFactor: 3 });
     const client = new Runnel({ bootstrap: cluster.bootstrap, clientId: "groups-test" });
     ctx.onTestFinished(() => client.close());
     await produce(client, topic, 0, 200);

@@ -6,8 +6,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { type MetricSample, metricSample as sample, metricTotal as total, parseMetricsText as parseMetrics } from "@runnel/common";
 import { describe, expect, it } from "vitest";
-import { ErrorCode } from "@runnel/proto";
-import { callUnary, type Cluster, findFreePorts, pollUntil, startClusterForTest } from "../src/harness/index.js";
+import { callUnary, findFreePorts, pollUntil, startClusterForTest } from "../src/harness/index.js";
 import { TestProducer } from "../src/workload/producer.js";
 
 const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
@@ -31,13 +30,6 @@ async function readyStatus(httpAddress: string): Promise<number> {
   return (await fetch(`http://${httpAddress}/readyz`)).status;
 }
 
-async function createTopic(cluster: Cluster, name: string, partitions: number): Promise<void> {
-  const c = cluster.controllerClient();
-  const res = await callUnary(c, c.createTopics, { topics: [{ name, partitions, replicationFactor: 3, configs: {} }], validateOnly: false }, 5_000);
-  expect(res.topics[0]!.errorCode, res.topics[0]!.errorMessage).toBe(ErrorCode.ERROR_CODE_NONE);
-  for (let p = 0; p < partitions; p++) await cluster.waitForLeader(name, p, (m) => m.isr.length === 3);
-}
-
 describe("metrics, health and readiness over HTTP", () => {
   it("every process serves what the issue lists, and the numbers follow produce, kill and restart", async (ctx) => {
     // The harness does not expose the controller's HTTP port: give it one (the last --http wins).
@@ -45,7 +37,7 @@ describe("metrics, health and readiness over HTTP", () => {
     const controllerHttp = `127.0.0.1:${controllerHttpPort}`;
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs, heartbeatIntervalMs: 200, controllerArgs: ["--http", controllerHttp], brokerArgs: ["--replica-lag-time-max-ms", "2000"] });
     const topic = "metered";
-    await createTopic(cluster, topic, 2);
+    await cluster.createTopic({ name: topic, partitions: 2, replicationFactor: 3, fullIsr: true });
     const producer = new TestProducer(cluster, topic);
     await producer.init();
     const sent = await producer.send(0, ["a", "b", "c"], Date.now() + waitTimeoutMs);

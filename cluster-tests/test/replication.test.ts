@@ -6,18 +6,11 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ErrorCode } from "@runnel/proto";
 import { checkReplicas } from "../src/checker/index.js";
-import { callUnary, type Cluster, startClusterForTest } from "../src/harness/index.js";
+import { type Cluster, startClusterForTest } from "../src/harness/index.js";
 import { TestProducer } from "../src/workload/producer.js";
 import { readPartition } from "../src/workload/reader.js";
 
 const sessionTimeoutMs = 2_000;
-
-async function createTopic(cluster: Cluster, name: string, partitions: number) {
-  const c = cluster.controllerClient();
-  const res = await callUnary(c, c.createTopics, { topics: [{ name, partitions, replicationFactor: 3, configs: { "min.insync.replicas": "2" } }], validateOnly: false }, 5_000);
-  expect(res.topics[0]!.errorCode, res.topics[0]!.errorMessage).toBe(ErrorCode.ERROR_CODE_NONE);
-  for (let p = 0; p < partitions; p++) await cluster.waitForLeader(name, p, (m) => m.isr.length === 3);
-}
 
 function brokerDataDirs(cluster: Cluster, ids: number[]): Map<number, string> {
   return new Map(ids.map((id) => [id, join(cluster.dir, `broker-${id}`)]));
@@ -27,7 +20,7 @@ describe("replication", () => {
   it("loses no acknowledged record when the leader is SIGKILLed during acks=all writes", { timeout: 180_000 }, async (ctx) => {
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs, heartbeatIntervalMs: 200, brokerArgs: ["--replica-lag-time-max-ms", "2000"] });
     const topic = "payments";
-    await createTopic(cluster, topic, 2);
+    await cluster.createTopic({ name: topic, partitions: 2, replicationFactor: 3, configs: { "min.insync.replicas": "2" }, fullIsr: true });
     const producer = new TestProducer(cluster, topic);
     await producer.init();
 
@@ -90,7 +83,7 @@ describe("replication", () => {
   it("refuses acks=all writes with NOT_ENOUGH_REPLICAS when 2 of 3 brokers are down, and stores nothing unacknowledged", async (ctx) => {
     const cluster = await startClusterForTest(ctx, { brokers: 3, sessionTimeoutMs, heartbeatIntervalMs: 200, brokerArgs: ["--replica-lag-time-max-ms", "2000"] });
     const topic = "ledger";
-    await createTopic(cluster, topic, 1);
+    await cluster.createTopic({ name: topic, partitions: 1, replicationFactor: 3, configs: { "min.insync.replicas": "2" }, fullIsr: true });
     const producer = new TestProducer(cluster, topic);
     await producer.init();
     const ok = await producer.send(0, ["before-1", "before-2"], Date.now() + 10_000);

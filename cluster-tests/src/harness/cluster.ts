@@ -10,6 +10,7 @@ import * as grpc from "@grpc/grpc-js";
 import { channelOptions } from "@runnel/common";
 import {
   BrokerServiceClient,
+  ErrorCode,
   ControllerServiceClient,
   type DescribeClusterResponse,
   type MetadataResponse,
@@ -305,6 +306,21 @@ export class Cluster {
         hint: () => `logs: ${this.dir}`,
       },
     );
+  }
+
+  /**
+   * Creates a topic through the controller (throwing with the controller's error when it refuses) and
+   * waits until every partition has a leader, and with `fullIsr` until every replica is in sync.
+   */
+  async createTopic(topic: { name: string; partitions: number; replicationFactor: number; configs?: Record<string, string>; fullIsr?: boolean }): Promise<void> {
+    const c = this.controllerClient();
+    const res = await callUnary(c, c.createTopics, { topics: [{ name: topic.name, partitions: topic.partitions, replicationFactor: topic.replicationFactor, configs: topic.configs ?? {} }], validateOnly: false }, harnessRpcTimeoutMs);
+    const result = res.topics[0];
+    if (result === undefined || result.errorCode !== ErrorCode.ERROR_CODE_NONE) {
+      throw new Error(`creating topic ${topic.name} failed: ${result === undefined ? "no answer" : `${ErrorCode[result.errorCode]} ${result.errorMessage}`}`);
+    }
+    const replicas = topic.replicationFactor;
+    for (let p = 0; p < topic.partitions; p++) await this.waitForLeader(topic.name, p, topic.fullIsr === true ? (m) => m.isr.length === replicas : () => true);
   }
 
   /** A generated client for the controller (created once, closed by close()). */

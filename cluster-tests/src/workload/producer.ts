@@ -5,6 +5,7 @@
 import { Acks, buildBatch, ErrorCode, type PartitionProduceResponse } from "@runnel/proto";
 import type { Cluster } from "../harness/index.js";
 import { callUnary } from "../harness/rpc.js";
+import { sleep } from "../harness/wait.js";
 
 /** Errors after which the same batch may be resent (the outcome may be unknown; idempotence makes it safe). */
 export const retriableCodes: ReadonlySet<ErrorCode> = new Set([
@@ -104,8 +105,4 @@ export class TestProducer {
     }
     return { acked: false, baseOffset: -1n, errorCode: last?.errorCode ?? ErrorCode.REQUEST_TIMED_OUT, attempts };
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
