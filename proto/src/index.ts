@@ -8,3 +8,5 @@ export * from "./gen/runnel/v1/controller.js";
 export * from "./batch.js";
 export * from "./topics.js";
 export { BinaryReader } from "@bufbuild/protobuf/wire";
+export * from "./gen/runnel/v1/share.js";
+export * from "./share.js";

@@ -36,6 +36,13 @@ export interface TopicConfig {
   durability: Durability;
   /** Timestamps in batches: the producer's ("CreateTime") or the leader's at append ("LogAppendTime"). */
   timestampType: "CreateTime" | "LogAppendTime";
+  /**
+   * Share groups: deliveries of a record before its next release or lock expiry dead-letters it
+   * instead of making it available again.
+   */
+  maxDeliveryAttempts: number;
+  /** Share groups: where dead letters go; "" means "<topic>.dlq" (see deadLetterTopicOf). */
+  deadLetterTopic: string;
 }
 
 export const defaultTopicConfig: Readonly<TopicConfig> = Object.freeze({
@@ -46,7 +53,17 @@ export const defaultTopicConfig: Readonly<TopicConfig> = Object.freeze({
   uncleanLeaderElectionEnable: false,
   durability: "fsync",
   timestampType: "CreateTime",
+  maxDeliveryAttempts: 5,
+  deadLetterTopic: "",
 });
+
+/** The largest max.delivery.attempts a topic may set. */
+export const maxDeliveryAttemptsLimit = 1000;
+
+/** The dead-letter topic of `topic` under `config`: dead.letter.topic, or "<topic>.dlq" when unset. */
+export function deadLetterTopicOf(topic: string, config: Pick<TopicConfig, "deadLetterTopic">): string {
+  return config.deadLetterTopic !== "" ? config.deadLetterTopic : `${topic}.dlq`;
+}
 
 /** The largest max.message.bytes a topic may set (bounded by the gRPC receive limit). */
 export const maxMessageBytesLimit = 16 * 1024 * 1024;
@@ -70,6 +87,8 @@ export const topicConfigKeys: Readonly<Record<string, KeySpec>> = Object.freeze(
   "unclean.leader.election.enable": { field: "uncleanLeaderElectionEnable", parse: (v) => (v === "true" ? true : v === "false" ? false : undefined), doc: "true or false" },
   "durability": { field: "durability", parse: (v) => (v === "fsync" || v === "memory" ? v : undefined), doc: "fsync or memory" },
   "message.timestamp.type": { field: "timestampType", parse: (v) => (v === "CreateTime" || v === "LogAppendTime" ? v : undefined), doc: "CreateTime or LogAppendTime" },
+  "max.delivery.attempts": { field: "maxDeliveryAttempts", parse: integer(1, maxDeliveryAttemptsLimit), doc: `share groups: deliveries before a record is dead-lettered, 1 to ${maxDeliveryAttemptsLimit}` },
+  "dead.letter.topic": { field: "deadLetterTopic", parse: (v) => (topicNameProblem(v) === undefined ? v : undefined), doc: "share groups: a valid topic name for dead letters" },
 });
 
 /** Returns why a configuration override is invalid, or undefined. */

@@ -58,6 +58,8 @@ export class NotEnoughReplicasAfterAppendError extends RunnelError { override na
 export class RecordTooLargeError extends RunnelError { override name = "RecordTooLargeError"; }
 export class CorruptBatchError extends RunnelError { override name = "CorruptBatchError"; }
 export class InvalidTopicNameError extends RunnelError { override name = "InvalidTopicNameError"; }
+/** A share-group acknowledgement named a record this member no longer holds (lock expired, settled). */
+export class InvalidRecordStateError extends RunnelError { override name = "InvalidRecordStateError"; }
 export class TopicAlreadyExistsError extends RunnelError { override name = "TopicAlreadyExistsError"; }
 export class InvalidPartitionsError extends RunnelError { override name = "InvalidPartitionsError"; }
 export class InvalidReplicationFactorError extends RunnelError { override name = "InvalidReplicationFactorError"; }
@@ -148,6 +150,7 @@ export const errorTable: Readonly<Record<Exclude<ErrorCode, ErrorCode.ERROR_CODE
   [ErrorCode.BROKER_NOT_AVAILABLE]: { errorClass: BrokerNotAvailableError, retriable: true, message: "broker is not available" },
   [ErrorCode.THROTTLED]: { errorClass: ThrottledError, retriable: true, message: "broker is busy; retry after a backoff" },
   [ErrorCode.UNSUPPORTED_COMPRESSION]: { errorClass: RunnelError, retriable: false, message: "unsupported compression codec" },
+  [ErrorCode.INVALID_RECORD_STATE]: { errorClass: InvalidRecordStateError, retriable: false, message: "record is not acquired by this share-group member (its lock expired or it was settled)" },
 };
 
 function where(fields: ErrorFields): string {

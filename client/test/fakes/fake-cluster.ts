@@ -226,6 +226,9 @@ export class FakeCluster {
 
   private brokerService(brokerId: number): BrokerServiceServer {
     return {
+      // Share groups are exercised against real brokers (cluster-tests), not this fake.
+      shareFetch: (_call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: "the fake cluster has no share groups" }),
+      shareAcknowledge: (_call, cb) => cb({ code: grpc.status.UNIMPLEMENTED, details: "the fake cluster has no share groups" }),
       metadata: (call, cb) => {
         if (this.downBrokers.has(brokerId)) return cb({ code: grpc.status.UNAVAILABLE, details: "fake broker is down" });
         cb(null, {

@@ -369,6 +369,11 @@ export class ControllerCore {
         v.validateDescribeGroups(r);
         return { groups: r.groupIds.map((id) => describeGroup(this.currentGroups, id)) };
       }, onUnexpected),
+      // Share groups: being built (issue 10); answered UNIMPLEMENTED until then.
+      shareGroupHeartbeat: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
+      describeShareGroups: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
+      readShareState: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
+      writeShareState: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
     };
   }
 }

@@ -20,6 +20,7 @@ import {
 } from "@grpc/grpc-js";
 import { ErrorCode, errorCodeFromJSON, errorCodeToJSON } from "./errors.js";
 import { LeaderHint, RecordBatch } from "./records.js";
+import { ShareAcknowledgeRequest, ShareAcknowledgeResponse, ShareFetchRequest, ShareFetchResponse } from "./share.js";
 
 /**
  * The client-facing broker API. Any broker answers Metadata; Produce, Fetch and ListOffsets go to the
@@ -3310,6 +3311,32 @@ export const BrokerServiceService = {
     responseSerialize: (value: ListOffsetsResponse): Buffer => Buffer.from(ListOffsetsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListOffsetsResponse => ListOffsetsResponse.decode(value),
   },
+  /**
+   * Share groups (share.proto): acknowledge records acquired earlier (optional), then acquire up to
+   * max_records available records from partitions this broker leads, under an acquisition lock
+   * (long poll: waits up to max_wait_ms for at least one).
+   */
+  shareFetch: {
+    path: "/runnel.v1.BrokerService/ShareFetch" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShareFetchRequest): Buffer => Buffer.from(ShareFetchRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShareFetchRequest => ShareFetchRequest.decode(value),
+    responseSerialize: (value: ShareFetchResponse): Buffer => Buffer.from(ShareFetchResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShareFetchResponse => ShareFetchResponse.decode(value),
+  },
+  /** Share groups: accept, release, reject or renew acquired records. */
+  shareAcknowledge: {
+    path: "/runnel.v1.BrokerService/ShareAcknowledge" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShareAcknowledgeRequest): Buffer =>
+      Buffer.from(ShareAcknowledgeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShareAcknowledgeRequest => ShareAcknowledgeRequest.decode(value),
+    responseSerialize: (value: ShareAcknowledgeResponse): Buffer =>
+      Buffer.from(ShareAcknowledgeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShareAcknowledgeResponse => ShareAcknowledgeResponse.decode(value),
+  },
 } as const;
 
 export interface BrokerServiceServer extends UntypedServiceImplementation {
@@ -3334,6 +3361,14 @@ export interface BrokerServiceServer extends UntypedServiceImplementation {
    * whose record timestamp is at or after a given time.
    */
   listOffsets: handleUnaryCall<ListOffsetsRequest, ListOffsetsResponse>;
+  /**
+   * Share groups (share.proto): acknowledge records acquired earlier (optional), then acquire up to
+   * max_records available records from partitions this broker leads, under an acquisition lock
+   * (long poll: waits up to max_wait_ms for at least one).
+   */
+  shareFetch: handleUnaryCall<ShareFetchRequest, ShareFetchResponse>;
+  /** Share groups: accept, release, reject or renew acquired records. */
+  shareAcknowledge: handleUnaryCall<ShareAcknowledgeRequest, ShareAcknowledgeResponse>;
 }
 
 export interface BrokerServiceClient extends Client {
@@ -3413,6 +3448,42 @@ export interface BrokerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListOffsetsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Share groups (share.proto): acknowledge records acquired earlier (optional), then acquire up to
+   * max_records available records from partitions this broker leads, under an acquisition lock
+   * (long poll: waits up to max_wait_ms for at least one).
+   */
+  shareFetch(
+    request: ShareFetchRequest,
+    callback: (error: ServiceError | null, response: ShareFetchResponse) => void,
+  ): ClientUnaryCall;
+  shareFetch(
+    request: ShareFetchRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShareFetchResponse) => void,
+  ): ClientUnaryCall;
+  shareFetch(
+    request: ShareFetchRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShareFetchResponse) => void,
+  ): ClientUnaryCall;
+  /** Share groups: accept, release, reject or renew acquired records. */
+  shareAcknowledge(
+    request: ShareAcknowledgeRequest,
+    callback: (error: ServiceError | null, response: ShareAcknowledgeResponse) => void,
+  ): ClientUnaryCall;
+  shareAcknowledge(
+    request: ShareAcknowledgeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShareAcknowledgeResponse) => void,
+  ): ClientUnaryCall;
+  shareAcknowledge(
+    request: ShareAcknowledgeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShareAcknowledgeResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -23,6 +23,16 @@ import {
 import { BrokerEndpoint } from "./broker.js";
 import { ErrorCode, errorCodeFromJSON, errorCodeToJSON } from "./errors.js";
 import { TopicPartitions } from "./records.js";
+import {
+  DescribeShareGroupsRequest,
+  DescribeShareGroupsResponse,
+  ReadShareStateRequest,
+  ReadShareStateResponse,
+  ShareGroupHeartbeatRequest,
+  ShareGroupHeartbeatResponse,
+  WriteShareStateRequest,
+  WriteShareStateResponse,
+} from "./share.js";
 
 /**
  * The controller API: the source of truth for cluster metadata. Brokers register, heartbeat, receive
@@ -6851,6 +6861,57 @@ export const ControllerServiceService = {
       Buffer.from(DescribeGroupsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DescribeGroupsResponse => DescribeGroupsResponse.decode(value),
   },
+  /** A share-group member's heartbeat: joins (member_epoch 0), stays alive, leaves (member_epoch -1). */
+  shareGroupHeartbeat: {
+    path: "/runnel.v1.ControllerService/ShareGroupHeartbeat" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShareGroupHeartbeatRequest): Buffer =>
+      Buffer.from(ShareGroupHeartbeatRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShareGroupHeartbeatRequest => ShareGroupHeartbeatRequest.decode(value),
+    responseSerialize: (value: ShareGroupHeartbeatResponse): Buffer =>
+      Buffer.from(ShareGroupHeartbeatResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShareGroupHeartbeatResponse => ShareGroupHeartbeatResponse.decode(value),
+  },
+  /** Describe share groups: live members and, per partition, the state its leader last wrote. */
+  describeShareGroups: {
+    path: "/runnel.v1.ControllerService/DescribeShareGroups" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DescribeShareGroupsRequest): Buffer =>
+      Buffer.from(DescribeShareGroupsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DescribeShareGroupsRequest => DescribeShareGroupsRequest.decode(value),
+    responseSerialize: (value: DescribeShareGroupsResponse): Buffer =>
+      Buffer.from(DescribeShareGroupsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DescribeShareGroupsResponse => DescribeShareGroupsResponse.decode(value),
+  },
+  /** Called by a partition leader: the last share-partition state written for a group. */
+  readShareState: {
+    path: "/runnel.v1.ControllerService/ReadShareState" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReadShareStateRequest): Buffer =>
+      Buffer.from(ReadShareStateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReadShareStateRequest => ReadShareStateRequest.decode(value),
+    responseSerialize: (value: ReadShareStateResponse): Buffer =>
+      Buffer.from(ReadShareStateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReadShareStateResponse => ReadShareStateResponse.decode(value),
+  },
+  /**
+   * Called by a partition leader: replace a group's share-partition state (fenced by leader epoch);
+   * answered once it is on disk.
+   */
+  writeShareState: {
+    path: "/runnel.v1.ControllerService/WriteShareState" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WriteShareStateRequest): Buffer =>
+      Buffer.from(WriteShareStateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WriteShareStateRequest => WriteShareStateRequest.decode(value),
+    responseSerialize: (value: WriteShareStateResponse): Buffer =>
+      Buffer.from(WriteShareStateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WriteShareStateResponse => WriteShareStateResponse.decode(value),
+  },
 } as const;
 
 export interface ControllerServiceServer extends UntypedServiceImplementation {
@@ -6902,6 +6963,17 @@ export interface ControllerServiceServer extends UntypedServiceImplementation {
   listGroups: handleUnaryCall<ListGroupsRequest, ListGroupsResponse>;
   /** Describe consumer groups: members, assignments, committed offsets. */
   describeGroups: handleUnaryCall<DescribeGroupsRequest, DescribeGroupsResponse>;
+  /** A share-group member's heartbeat: joins (member_epoch 0), stays alive, leaves (member_epoch -1). */
+  shareGroupHeartbeat: handleUnaryCall<ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse>;
+  /** Describe share groups: live members and, per partition, the state its leader last wrote. */
+  describeShareGroups: handleUnaryCall<DescribeShareGroupsRequest, DescribeShareGroupsResponse>;
+  /** Called by a partition leader: the last share-partition state written for a group. */
+  readShareState: handleUnaryCall<ReadShareStateRequest, ReadShareStateResponse>;
+  /**
+   * Called by a partition leader: replace a group's share-partition state (fenced by leader epoch);
+   * answered once it is on disk.
+   */
+  writeShareState: handleUnaryCall<WriteShareStateRequest, WriteShareStateResponse>;
 }
 
 export interface ControllerServiceClient extends Client {
@@ -7153,6 +7225,73 @@ export interface ControllerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DescribeGroupsResponse) => void,
+  ): ClientUnaryCall;
+  /** A share-group member's heartbeat: joins (member_epoch 0), stays alive, leaves (member_epoch -1). */
+  shareGroupHeartbeat(
+    request: ShareGroupHeartbeatRequest,
+    callback: (error: ServiceError | null, response: ShareGroupHeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  shareGroupHeartbeat(
+    request: ShareGroupHeartbeatRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShareGroupHeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  shareGroupHeartbeat(
+    request: ShareGroupHeartbeatRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShareGroupHeartbeatResponse) => void,
+  ): ClientUnaryCall;
+  /** Describe share groups: live members and, per partition, the state its leader last wrote. */
+  describeShareGroups(
+    request: DescribeShareGroupsRequest,
+    callback: (error: ServiceError | null, response: DescribeShareGroupsResponse) => void,
+  ): ClientUnaryCall;
+  describeShareGroups(
+    request: DescribeShareGroupsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DescribeShareGroupsResponse) => void,
+  ): ClientUnaryCall;
+  describeShareGroups(
+    request: DescribeShareGroupsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DescribeShareGroupsResponse) => void,
+  ): ClientUnaryCall;
+  /** Called by a partition leader: the last share-partition state written for a group. */
+  readShareState(
+    request: ReadShareStateRequest,
+    callback: (error: ServiceError | null, response: ReadShareStateResponse) => void,
+  ): ClientUnaryCall;
+  readShareState(
+    request: ReadShareStateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReadShareStateResponse) => void,
+  ): ClientUnaryCall;
+  readShareState(
+    request: ReadShareStateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReadShareStateResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Called by a partition leader: replace a group's share-partition state (fenced by leader epoch);
+   * answered once it is on disk.
+   */
+  writeShareState(
+    request: WriteShareStateRequest,
+    callback: (error: ServiceError | null, response: WriteShareStateResponse) => void,
+  ): ClientUnaryCall;
+  writeShareState(
+    request: WriteShareStateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: WriteShareStateResponse) => void,
+  ): ClientUnaryCall;
+  writeShareState(
+    request: WriteShareStateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: WriteShareStateResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -140,6 +140,12 @@ export enum ErrorCode {
   THROTTLED = 35,
   /** UNSUPPORTED_COMPRESSION - A compression codec the broker does not support. */
   UNSUPPORTED_COMPRESSION = 36,
+  /**
+   * INVALID_RECORD_STATE - Share groups: an acknowledgement names a record that is not acquired by this member (its lock
+   * expired and it went back to the group, it was settled, or it was never handed to the member).
+   * Not retriable for those records.
+   */
+  INVALID_RECORD_STATE = 37,
   UNRECOGNIZED = -1,
 }
 
@@ -256,6 +262,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 36:
     case "UNSUPPORTED_COMPRESSION":
       return ErrorCode.UNSUPPORTED_COMPRESSION;
+    case 37:
+    case "INVALID_RECORD_STATE":
+      return ErrorCode.INVALID_RECORD_STATE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -339,6 +348,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "THROTTLED";
     case ErrorCode.UNSUPPORTED_COMPRESSION:
       return "UNSUPPORTED_COMPRESSION";
+    case ErrorCode.INVALID_RECORD_STATE:
+      return "INVALID_RECORD_STATE";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
