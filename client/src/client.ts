@@ -7,6 +7,8 @@ import { ClusterMetadata } from "./metadata/index.js";
 import { ChannelPool, defaultRequestTimeoutMs } from "./network/index.js";
 import { Producer, type ProducerOptions } from "./producer/index.js";
 import { retryPolicy, type RetryOptions } from "./retry/index.js";
+import { ShareAdmin, ShareConsumer, type ShareConsumerOptions } from "./share/index.js";
+import { Tasks } from "./tasks/index.js";
 
 export interface RunnelOptions {
   /** One or more broker addresses ("host:port", or a comma-separated list). */
@@ -28,6 +30,9 @@ export class Runnel {
   private readonly producers = new Set<Producer>();
   private readonly consumers = new Set<Consumer>();
   private readonly groupConsumers = new Set<GroupConsumer>();
+  private readonly shareConsumers = new Set<ShareConsumer>();
+  /** Task queues on share groups: enqueue, worker, createQueue. */
+  readonly tasks: Tasks;
 
   constructor(options: RunnelOptions) {
     this.clientId = options.clientId ?? "runnel-client";
@@ -36,6 +41,7 @@ export class Runnel {
     this.retry = retryPolicy(options.retry);
     this.pool = new ChannelPool(this.requestTimeoutMs);
     this.metadata = new ClusterMetadata(this.pool, options.bootstrap);
+    this.tasks = new Tasks({ ...this.context(), shareConsumer: (o) => this.shareConsumer(o) });
   }
 
   private context() {
@@ -61,6 +67,18 @@ export class Runnel {
     return c;
   }
 
+  /** A member of a share group: records handed out one member at a time under a lock, acknowledged one by one. */
+  shareConsumer(options: ShareConsumerOptions): ShareConsumer {
+    const c = new ShareConsumer(this.context(), { clientId: this.clientId, ...options });
+    this.shareConsumers.add(c);
+    return c;
+  }
+
+  /** Share-group administration and dead letters: list, describe, dlqList, dlqRedrive. */
+  shareAdmin(): ShareAdmin {
+    return new ShareAdmin(this.context());
+  }
+
   /** Consumer-group administration: list, describe with lag, reset offsets. */
   groupAdmin(): GroupAdmin {
     return new GroupAdmin(this.context());
@@ -75,8 +93,10 @@ export class Runnel {
     await this.metadata.refresh();
   }
 
-  /** Flushes and closes producers, closes consumers, then every connection. */
+  /** Closes task workers (gracefully), flushes and closes producers, closes consumers, then every connection. */
   async close(): Promise<void> {
+    await Promise.allSettled([this.tasks.close()]);
+    await Promise.allSettled([...this.shareConsumers].map((c) => c.close()));
     await Promise.allSettled([...this.producers].map((p) => p.close()));
     await Promise.allSettled([...this.groupConsumers].map((c) => c.close()));
     await Promise.allSettled([...this.consumers].map((c) => c.close()));

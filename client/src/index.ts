@@ -1,7 +1,8 @@
 // @runnel/client: the TypeScript client library for Runnel. Folders by concern (KafkaJS-like):
 // errors/ (one ErrorCode -> class table), retry/ (the one backoff policy), network/ (a gRPC client
 // per peer, deadlines on every call), metadata/ (cluster cache, leader routing, offset lookups),
-// producer/, consumer/, admin/, and cli/ (the `runnel` command built on the same API).
+// producer/, consumer/, admin/, groups/ (consumer groups), share/ (share groups, dead letters), tasks/
+// (task queues on share groups), and cli/ (the `runnel` command built on the same API).
 export { Runnel, type RunnelOptions } from "./client.js";
 export * from "./errors/index.js";
 export { defaultRetryPolicy, retryPolicy, backoffMs, decideRetry, withRetry, type RetryOptions, type RetryPolicy } from "./retry/index.js";
@@ -22,3 +23,13 @@ export {
   GroupConsumer, GroupAdmin, diffAssignment, defaultAutoCommitIntervalMs,
   type GroupConsumerOptions, type RebalanceListeners, type GroupListing, type GroupDescription, type GroupMember, type GroupPartitionLag, type OffsetResetTarget,
 } from "./groups/index.js";
+export {
+  ShareConsumer, ShareAdmin, coalesceAcks, acquiredFromBatches, summarizeSharePartition, parseDeadLetter,
+  defaultMaxInFlightRecords, defaultLockDurationMs, defaultShareMaxWaitMs, defaultPollTimeoutMs, ackLingerMs,
+  type ShareConsumerOptions, type ShareRecord, type AckResult, type AckType, type ShareGroupListing, type ShareGroupMemberDescription,
+  type SharePartitionSummary, type ShareGroupDescriptionResult, type DeadLetter, type DlqRedriveResult,
+} from "./share/index.js";
+export {
+  Tasks, TaskWorker, backoffDelayMs, effectiveMaxAttempts, decideOnFailure, buildTaskHeaders, maxAttemptsHeader, defaultBackoff, defaultWorkerCloseTimeoutMs,
+  type Job, type EnqueueOptions, type WorkerOptions, type QueueOptions, type BackoffOptions, type FailureDecision,
+} from "./tasks/index.js";

@@ -1,0 +1,126 @@
+// The share consumer's pure rules: how pending acknowledgements become the fewest runs on the wire,
+// which records of a ShareFetch answer are the member's, and how run outcomes map back to records.
+// No clocks, sockets or timers here; the consumer (consumer.ts) is the thin shell around them.
+import { BatchError, ShareAcknowledgeType, decodeBatch, type AcquiredRecords, type ConsumedRecord, type RecordBatch, type ShareAcknowledgement } from "@runnel/proto";
+
+export type AckType = "accept" | "release" | "reject" | "renew";
+
+/** The largest release delay the broker accepts, in milliseconds (ShareAcknowledgement.release_delay_ms). */
+export const maxReleaseDelayMs = 86_400_000;
+/** The longest failure reason the broker keeps, in UTF-8 bytes. */
+export const maxReasonBytes = 1024;
+
+/** One record's pending acknowledgement. */
+export interface PendingAck {
+  offset: bigint;
+  type: AckType;
+  /** With release: milliseconds before the record may be delivered again. */
+  releaseDelayMs: number;
+  /** With release or reject: why. */
+  reason: string;
+}
+
+export const ackTypeToProto: Readonly<Record<AckType, ShareAcknowledgeType>> = {
+  accept: ShareAcknowledgeType.SHARE_ACKNOWLEDGE_ACCEPT,
+  release: ShareAcknowledgeType.SHARE_ACKNOWLEDGE_RELEASE,
+  reject: ShareAcknowledgeType.SHARE_ACKNOWLEDGE_REJECT,
+  renew: ShareAcknowledgeType.SHARE_ACKNOWLEDGE_RENEW,
+};
+
+/**
+ * Coalesces acknowledgements of one partition into runs of consecutive offsets with the same type
+ * (and, for release and reject, the same delay and reason, because a run carries one of each), in
+ * offset order. Throws RangeError when an offset is acknowledged twice: runs must not overlap.
+ */
+export function coalesceAcks(acks: readonly PendingAck[]): ShareAcknowledgement[] {
+  const sorted = [...acks].sort((a, b) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0));
+  const runs: ShareAcknowledgement[] = [];
+  let prev: PendingAck | undefined;
+  for (const a of sorted) {
+    if (prev !== undefined && a.offset === prev.offset) throw new RangeError(`offset ${a.offset} is acknowledged twice`);
+    const last = runs[runs.length - 1];
+    if (
+      last !== undefined && prev !== undefined && a.offset === prev.offset + 1n && a.type === prev.type &&
+      a.releaseDelayMs === prev.releaseDelayMs && a.reason === prev.reason
+    ) {
+      last.lastOffset = a.offset;
+    } else {
+      runs.push({
+        firstOffset: a.offset, lastOffset: a.offset, type: ackTypeToProto[a.type],
+        releaseDelayMs: BigInt(a.type === "release" ? a.releaseDelayMs : 0),
+        reason: a.type === "release" || a.type === "reject" ? a.reason : "",
+        lockDurationMs: 0,
+      });
+    }
+    prev = a;
+  }
+  return runs;
+}
+
+/** Cuts a reason to at most maxReasonBytes of UTF-8 without splitting a character. */
+export function truncateReason(reason: string): string {
+  if (Buffer.byteLength(reason, "utf8") <= maxReasonBytes) return reason;
+  let out = "";
+  let bytes = 0;
+  for (const ch of reason) {
+    const n = Buffer.byteLength(ch, "utf8");
+    if (bytes + n > maxReasonBytes) break;
+    out += ch;
+    bytes += n;
+  }
+  return out;
+}
+
+/** A record the member acquired, with how often it has been delivered (this delivery included). */
+export interface AcquiredRecord extends ConsumedRecord {
+  deliveryCount: number;
+}
+
+export interface AcquiredBatches {
+  /** The acquired records found in the batches, in offset order. */
+  records: AcquiredRecord[];
+  /** Acquired offsets that no batch held, or whose batch could not be decoded: the member cannot process them. */
+  missing: bigint[];
+  /** Why a batch could not be decoded, if one could not. */
+  batchError: string | undefined;
+}
+
+/**
+ * Keeps only the acquired offsets of whole batches (a batch may hold records acquired by other
+ * members, archived ones, or ones below the share-partition start), each with its run's delivery count.
+ */
+export function acquiredFromBatches(batches: readonly RecordBatch[], acquired: readonly AcquiredRecords[]): AcquiredBatches {
+  const runs = [...acquired].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : 1));
+  const deliveryCountOf = (offset: bigint): number | undefined => {
+    // Runs are few per answer; a linear scan is cheaper than building an index.
+    for (const r of runs) if (offset >= r.firstOffset && offset <= r.lastOffset) return r.deliveryCount;
+    return undefined;
+  };
+  const found = new Map<bigint, AcquiredRecord>();
+  let batchError: string | undefined;
+  for (const batch of batches) {
+    let decoded: ConsumedRecord[];
+    try {
+      decoded = decodeBatch(batch);
+    } catch (err) {
+      batchError ??= err instanceof BatchError ? err.message : String(err);
+      continue;
+    }
+    for (const r of decoded) {
+      const deliveryCount = deliveryCountOf(r.offset);
+      if (deliveryCount !== undefined && !found.has(r.offset)) found.set(r.offset, { ...r, deliveryCount });
+    }
+  }
+  const missing: bigint[] = [];
+  for (const r of runs) for (let o = r.firstOffset; o <= r.lastOffset; o++) if (!found.has(o)) missing.push(o);
+  const records = [...found.values()].sort((a, b) => (a.offset < b.offset ? -1 : 1));
+  return { records, missing, batchError };
+}
+
+/** Splits `total` records over `slots` requests without exceeding it: the first ones get the remainder. */
+export function splitRecordBudget(total: number, slots: number): number[] {
+  if (slots <= 0) return [];
+  const base = Math.floor(Math.max(0, total) / slots);
+  const extra = Math.max(0, total) % slots;
+  return Array.from({ length: slots }, (_, i) => base + (i < extra ? 1 : 0));
+}
