@@ -1,5 +1,5 @@
 // A broker process's parts wired together: the log store, the metadata cache fed by the controller
-// link, the replica manager, the gRPC services, the metrics and the HTTP endpoints; and the order they start and
+// link, the replica manager, the share-group manager, the gRPC services, the metrics and the HTTP endpoints; and the order they start and
 // stop in (controlled shutdown first, so a planned stop costs clients no failed requests).
 import { randomUUID } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -15,6 +15,9 @@ import { BrokerMetrics, outOfSyncPartitions } from "./metrics/broker-metrics.js"
 import { ReplicaManager } from "./partition/replica-manager.js";
 import { BrokerServiceHandlers, brokerServiceDefinition } from "./server/broker-service.js";
 import { ReplicationServiceHandlers, replicationServiceDefinition } from "./server/replication-service.js";
+import { ClientDeadLetterSink, LocalDeadLetterSink } from "./share/dead-letters.js";
+import { ShareManager } from "./share/manager.js";
+import { ControllerShareStateStore, InMemoryShareStateStore } from "./share/store.js";
 
 /** Longest a controlled shutdown waits for the controller to move leaderships away. */
 export const controlledShutdownTimeoutMs = 30_000;
@@ -48,6 +51,8 @@ export class Broker {
   readonly replicas: ReplicaManager;
   private link: ControllerLink | undefined;
   readonly metrics: BrokerMetrics;
+  /** Share groups on the partitions this broker leads. */
+  readonly share: ShareManager;
   private readonly server: grpc.Server;
   private http: HttpServer | undefined;
   private health: HealthImplementation | undefined;
@@ -79,6 +84,24 @@ export class Broker {
       followerAppendedBytes: (leaderId, bytes) => this.metrics.followerAppendedBytes(leaderId, bytes),
     });
     this.metrics = new BrokerMetrics({ brokerId: options.brokerId, replicas: this.replicas, metadata: this.metadata });
+    // Standalone-metadata mode (tests) has no controller: share state lives in memory and dead letters
+    // are appended locally; in a cluster both go through the controller and the cluster.
+    const standalone = options.controller === undefined;
+    this.share = new ShareManager({
+      partition: (topic, index) => this.replicas.partition(topic, index),
+      store: standalone ? new InMemoryShareStateStore() : new ControllerShareStateStore(() => this.link),
+      deadLetters: standalone
+        ? new LocalDeadLetterSink((topic, index) => this.replicas.partition(topic, index))
+        : new ClientDeadLetterSink({
+            bootstrap: () => `${options.advertisedHost ?? options.listen.host}:${options.advertisedPort ?? this.grpcPort}`,
+            brokerId: options.brokerId,
+            liveBrokers: () => this.metadata.brokers().filter((b) => b.alive).length,
+            logger: options.logger,
+          }),
+      logger: options.logger,
+      metrics: this.metrics.share,
+      fatal: (err) => this.fatal(err),
+    });
     this.server = new grpc.Server(instrumentedServerOptions(serverOptions, this.metrics.process));
   }
 
@@ -104,6 +127,7 @@ export class Broker {
       controller: o.controller,
       logger: o.logger,
       metrics: this.metrics,
+      share: this.share,
     });
     const replication = new ReplicationServiceHandlers({ brokerId: o.brokerId, metadata: this.metadata, replicas: this.replicas, logger: o.logger, metrics: this.metrics });
     this.server.addService(brokerServiceDefinition, handlers.implementation());
@@ -173,6 +197,7 @@ export class Broker {
       this.link?.stop();
       await shutdownServer(this.server, serverShutdownGraceMs);
       await new Promise<void>((resolve) => (this.http === undefined ? resolve() : this.http.close(() => resolve())));
+      await this.share.stop();
       await this.replicas.stop();
       await this.store.close();
     })();

@@ -1,6 +1,6 @@
 // The broker's connection to the controller: registration (a new broker epoch each time), heartbeats,
 // the metadata stream (snapshot then deltas, resubscribed after any break), and the calls a broker
-// makes on the controller's state (AlterPartition, ControlledShutdown). Every call has a deadline and
+// makes on the controller's state (AlterPartition, ControlledShutdown, Read/WriteShareState). Every call has a deadline and
 // every retry a bounded backoff.
 import * as grpc from "@grpc/grpc-js";
 import {
@@ -10,6 +10,10 @@ import {
   type ControlledShutdownResponse,
   ErrorCode,
   type MetadataEvent,
+  type ReadShareStateRequest,
+  type ReadShareStateResponse,
+  type WriteShareStateRequest,
+  type WriteShareStateResponse,
 } from "@runnel/proto";
 import { callUnary, channelOptions, type Logger } from "@runnel/common";
 
@@ -166,6 +170,16 @@ export class ControllerLink {
 
   alterPartition(request: Omit<AlterPartitionRequest, "brokerId" | "brokerEpoch">): Promise<AlterPartitionResponse> {
     return callUnary(this.client, this.client.alterPartition, { ...request, brokerId: this.options.brokerId, brokerEpoch: this.epoch }, controllerCallTimeoutMs);
+  }
+
+  /** Reads the share state of a group on a partition this broker leads in `leaderEpoch` (fenced by the controller). */
+  readShareState(request: Omit<ReadShareStateRequest, "brokerId" | "brokerEpoch">): Promise<ReadShareStateResponse> {
+    return callUnary(this.client, this.client.readShareState, { ...request, brokerId: this.options.brokerId, brokerEpoch: this.epoch }, controllerCallTimeoutMs);
+  }
+
+  /** Replaces the share state; ERROR_CODE_NONE means it is on the controller's disk. */
+  writeShareState(request: Omit<WriteShareStateRequest, "brokerId" | "brokerEpoch">): Promise<WriteShareStateResponse> {
+    return callUnary(this.client, this.client.writeShareState, { ...request, brokerId: this.options.brokerId, brokerEpoch: this.epoch }, controllerCallTimeoutMs);
   }
 
   controlledShutdown(timeoutMs: number): Promise<ControlledShutdownResponse> {

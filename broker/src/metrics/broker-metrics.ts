@@ -11,6 +11,7 @@ import { Counter, createProcessMetrics, Gauge, type ProcessMetrics } from "@runn
 import type { MetadataCache } from "../metadata/cache.js";
 import type { Partition } from "../partition/partition.js";
 import type { ReplicaManager } from "../partition/replica-manager.js";
+import { ShareMetrics } from "./share-metrics.js";
 
 /** Label value for replication traffic to a replica id the metadata does not know (bounds the label set). */
 export const unknownFollowerLabel = "unknown";
@@ -30,6 +31,8 @@ export function isrOf(p: Partition): readonly number[] {
 
 export class BrokerMetrics {
   readonly process: ProcessMetrics;
+  /** Share-group counters (see share-metrics.ts). */
+  readonly share: ShareMetrics;
   private readonly produceBytes: Counter;
   private readonly fetchBytes: Counter;
   private readonly replicationBytesOut: Counter<"follower">;
@@ -39,6 +42,7 @@ export class BrokerMetrics {
   constructor(private readonly sources: BrokerMetricsSources) {
     this.process = createProcessMetrics();
     const registers = [this.process.registry];
+    this.share = new ShareMetrics(this.process.registry);
     this.produceBytes = new Counter({
       name: "runnel_broker_produce_bytes_total",
       help: "Record-batch bytes received in Produce requests (as sent by producers, before any error).",

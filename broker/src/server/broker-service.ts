@@ -1,6 +1,7 @@
-// The client-facing BrokerService (Metadata, Produce, Fetch, ListOffsets) as a thin gRPC adapter over
-// the replica manager and the metadata cache: validate the request's shape (INVALID_ARGUMENT),
-// answer per-partition errors with codes, and encode fetch responses without decoding batches.
+// The client-facing BrokerService (Metadata, Produce, Fetch, ListOffsets; ShareFetch and
+// ShareAcknowledge through ../share/service.ts) as a thin gRPC adapter over the replica manager and
+// the metadata cache: validate the request's shape (INVALID_ARGUMENT), answer per-partition errors
+// with codes, and encode fetch responses without decoding batches.
 import * as grpc from "@grpc/grpc-js";
 import {
   Acks,
@@ -17,6 +18,8 @@ import {
   type PartitionProduceResponse,
   type ProduceRequest,
   type ProduceResponse,
+  type ShareAcknowledgeRequest,
+  type ShareFetchRequest,
   topicNameProblem,
 } from "@runnel/proto";
 import { InvalidRequest, StatusError, type HostPort, type Logger, unary } from "@runnel/common";
@@ -25,6 +28,7 @@ import type { MetadataCache } from "../metadata/cache.js";
 import type { AcksMode, Partition } from "../partition/partition.js";
 import type { ReplicaManager } from "../partition/replica-manager.js";
 import { waitForAny, type Waiters } from "../partition/waiters.js";
+import { trace, tnow } from "../replication/trace-tmp.js";
 import {
   defaultFetchMaxBytes,
   defaultProduceTimeoutMs,
@@ -38,6 +42,8 @@ import {
 } from "./limits.js";
 import type { BrokerMetrics } from "../metrics/broker-metrics.js";
 import { encodeFetchResponse, type FetchPartitionWire, type FetchTopicWire } from "./wire.js";
+import type { ShareManager } from "../share/manager.js";
+import { encodeShareFetchResponse, type PartitionLookup, ShareService, type ShareFetchTopicWire } from "../share/service.js";
 
 export interface BrokerServiceDeps {
   brokerId: number;
@@ -47,6 +53,8 @@ export interface BrokerServiceDeps {
   logger: Logger;
   /** Traffic counters; omitted in tests that do not look at them. */
   metrics?: BrokerMetrics;
+  /** Share groups; omitted: ShareFetch and ShareAcknowledge answer UNIMPLEMENTED. */
+  share?: ShareManager;
 }
 
 /** BrokerService with Fetch's response serializer replaced by the pre-encoded-batch encoder. */
@@ -55,6 +63,10 @@ export const brokerServiceDefinition = {
   fetch: {
     ...BrokerServiceService.fetch,
     responseSerialize: (value: FetchTopicWire[]): Buffer => encodeFetchResponse(value),
+  },
+  shareFetch: {
+    ...BrokerServiceService.shareFetch,
+    responseSerialize: (value: ShareFetchTopicWire[]): Buffer => encodeShareFetchResponse(value),
   },
 };
 
@@ -82,11 +94,17 @@ function countPartitions(topics: ReadonlyArray<{ partitions: readonly unknown[] 
   return n;
 }
 
-export class BrokerServiceHandlers {
+export class BrokerServiceHandlers implements PartitionLookup {
   private inFlightRequests = 0;
   private inFlightProduceBytes = 0;
+  private readonly share: ShareService | undefined;
 
-  constructor(private readonly deps: BrokerServiceDeps) {}
+  constructor(private readonly deps: BrokerServiceDeps) {
+    this.share =
+      deps.share === undefined
+        ? undefined
+        : new ShareService({ manager: deps.share, partitions: this, logger: deps.logger, ...(deps.metrics === undefined ? {} : { metrics: deps.metrics.share }) });
+  }
 
   implementation(): grpc.UntypedServiceImplementation {
     const onUnexpected = (err: unknown, method: string) => this.deps.logger.error({ err, method }, "unexpected error serving a request");
@@ -95,6 +113,12 @@ export class BrokerServiceHandlers {
       produce: unary((req: ProduceRequest, call) => this.bounded(() => this.produce(req, call)), onUnexpected),
       fetch: unary((req: FetchRequest, call) => this.bounded(() => this.fetch(req, call)), onUnexpected),
       listOffsets: unary((req: ListOffsetsRequest) => this.bounded(() => this.listOffsets(req)), onUnexpected),
+      ...(this.share === undefined
+        ? {}
+        : {
+            shareFetch: unary((req: ShareFetchRequest, call) => this.bounded(() => this.share!.fetch(req, call)), onUnexpected),
+            shareAcknowledge: unary((req: ShareAcknowledgeRequest) => this.bounded(() => this.share!.acknowledge(req)), onUnexpected),
+          }),
     };
   }
 
@@ -111,13 +135,13 @@ export class BrokerServiceHandlers {
     }
   }
 
-  private leaderHint(p: Partition | undefined, topic: string, partition: number): LeaderHint {
+  leaderHint(p: Partition | undefined, topic: string, partition: number): LeaderHint {
     const state = p?.state ?? this.deps.metadata.partition(topic, partition);
     return { leaderId: state?.leaderId ?? -1, leaderEpoch: state?.leaderEpoch ?? -1 };
   }
 
   /** The partition if it exists here, or the error to answer. */
-  private lookup(topic: string, partition: number): { p: Partition } | { code: ErrorCode; message: string } {
+  lookup(topic: string, partition: number): { p: Partition } | { code: ErrorCode; message: string } {
     const p = this.deps.replicas.partition(topic, partition);
     if (p !== undefined) return { p };
     const nameProblem = topicNameProblem(topic);
@@ -247,7 +271,9 @@ export class BrokerServiceHandlers {
         this.deps.metrics?.fetchedBytes(bytes);
         return topics;
       }
+      const tw = tnow();
       await waitForAny(waiters, remaining, abort.signal);
+      trace("C.park", tnow() - tw);
       if (Date.now() >= deadline || abort.signal.aborted) {
         const last = this.readAll(req, maxBytes);
         this.deps.metrics?.fetchedBytes(last.bytes);
