@@ -4,9 +4,12 @@
 // (DescribeCluster, the first snapshot of a watch) use the current immutable state directly.
 // Consumer-group commands run in the same queue on their own state (groups/), persisted by the same
 // store in their own transaction before the answer.
+// Share groups (share/) do not use the queue: membership is in memory (answered at once), and share-state
+// reads and writes are fenced against the current state synchronously, then wait for the share-state
+// store's own group commit, so a busy leader's writes never queue behind metadata fsyncs.
 import { randomUUID } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
-import { grpcError, InvariantError, type Logger, unary } from "@runnel/common";
+import { grpcError, InvariantError, type Logger, StatusError, unary } from "@runnel/common";
 import {
   type BrokerEndpoint,
   type ControllerServiceServer,
@@ -47,6 +50,13 @@ import {
   type PartitionCounts,
   tickGroups,
 } from "../groups/index.js";
+import {
+  describeShareGroups,
+  fenceShareStateCall,
+  ShareMembership,
+  ShareStateStore,
+  ShareStoreFull,
+} from "../share/index.js";
 import { CommandQueue } from "./queue.js";
 import * as v from "./validate.js";
 import { MetadataSubscriber, maxSubscribers } from "./watch.js";
@@ -82,6 +92,8 @@ export interface ControllerCoreOptions {
   groupConfig?: GroupConfig;
   /** Member id generator (default: random UUIDs). */
   newMemberId?: () => string;
+  /** Share states as loaded from the store (default: loaded from options.store.shareStateDb). */
+  shareStates?: ShareStateStore;
 }
 
 /** The state, the command queue and the subscribers; the gRPC handlers are built on it. */
@@ -97,6 +109,12 @@ export class ControllerCore {
   private stopped = false;
   private readonly nowMs: () => number;
   controllerEndpoint: BrokerEndpoint = { brokerId: -1, host: "", port: 0, rack: "" };
+  /** Share-group members (in memory; they rejoin after a restart). */
+  readonly shareMembers: ShareMembership;
+  /** The last share state each partition leader wrote (LMDB, group commit). */
+  readonly shareStates: ShareStateStore;
+  /** The topic map the share states were last pruned against. */
+  private shareStatesPrunedFor: ClusterState["topics"] | undefined;
 
   constructor(private readonly options: ControllerCoreOptions) {
     this.current = options.state;
@@ -104,6 +122,21 @@ export class ControllerCore {
     this.currentGroups = options.groups ?? emptyGroupsState;
     this.groupConfig = options.groupConfig ?? { sessionTimeoutMs: defaultGroupSessionTimeoutMs, heartbeatIntervalMs: defaultGroupHeartbeatIntervalMs };
     this.newMemberId = options.newMemberId ?? (() => randomUUID());
+    this.shareMembers = new ShareMembership({ sessionTimeoutMs: this.groupConfig.sessionTimeoutMs, heartbeatIntervalMs: this.groupConfig.heartbeatIntervalMs });
+    this.shareStates = options.shareStates ?? ShareStateStore.load(options.store.shareStateDb, { onFatal: (err) => this.options.onFatal(err) });
+    this.pruneShareStates();
+  }
+
+  /**
+   * Removes the share states of deleted topics when the topic set changed since the last prune
+   * (called at start and on every tick; keys hold topic ids, so a re-created topic never sees them).
+   */
+  pruneShareStates(): number {
+    if (this.shareStatesPrunedFor === this.current.topics) return 0;
+    this.shareStatesPrunedFor = this.current.topics;
+    const removed = this.shareStates.prune(new Set([...this.current.topics.values()].map((t) => t.topicId)));
+    if (removed > 0) this.options.logger.info({ states: removed }, "share states of deleted topics removed");
+    return removed;
   }
 
   get groups(): GroupsState {
@@ -174,7 +207,11 @@ export class ControllerCore {
 
   /** Queues a tick unless one is already waiting (a slow store must not pile ticks up). */
   requestTick(): void {
-    if (this.tickQueued || this.stopped) return;
+    if (this.stopped) return;
+    const expiredShareMembers = this.shareMembers.expire(this.nowMs());
+    if (expiredShareMembers.length > 0) this.options.logger.info({ members: expiredShareMembers }, "share-group member sessions expired");
+    this.pruneShareStates();
+    if (this.tickQueued) return;
     this.tickQueued = true;
     this.execute("tick", (state, now) => {
       this.tickQueued = false;
@@ -217,8 +254,13 @@ export class ControllerCore {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.queue.drain();
+    await this.shareStates.close();
     for (const s of [...this.subscribers]) s.fail(grpc.status.UNAVAILABLE, "controller is shutting down; reconnect to resync");
     this.subscribers.clear();
+  }
+
+  private refuseWhenStopped(): void {
+    if (this.stopped) throw new StatusError(grpc.status.UNAVAILABLE, "controller is shutting down");
   }
 
   /** The ControllerService handlers. */
@@ -369,11 +411,42 @@ export class ControllerCore {
         v.validateDescribeGroups(r);
         return { groups: r.groupIds.map((id) => describeGroup(this.currentGroups, id)) };
       }, onUnexpected),
-      // Share groups: being built (issue 10); answered UNIMPLEMENTED until then.
-      shareGroupHeartbeat: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
-      describeShareGroups: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
-      readShareState: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
-      writeShareState: (_call, callback) => callback({ code: grpc.status.UNIMPLEMENTED, details: "share groups are not implemented yet" }),
+      shareGroupHeartbeat: unary(async (r) => {
+        v.validateShareGroupHeartbeat(r);
+        const res = this.shareMembers.heartbeat({ ...r, newMemberId: r.memberEpoch === 0 ? this.newMemberId() : "" }, this.nowMs());
+        if (res.event === "joined") logger.info({ groupId: r.groupId, memberId: res.memberId, clientId: r.clientId }, "share-group member joined");
+        if (res.event === "left") logger.info({ groupId: r.groupId, memberId: r.memberId }, "share-group member left");
+        return { errorCode: res.errorCode, errorMessage: res.errorMessage, memberId: res.memberId, memberEpoch: res.memberEpoch, heartbeatIntervalMs: res.heartbeatIntervalMs };
+      }, onUnexpected),
+      describeShareGroups: unary(async (r) => {
+        v.validateDescribeShareGroups(r);
+        return describeShareGroups(r.groupIds, this.shareMembers, this.shareStates, this.current, this.nowMs());
+      }, onUnexpected),
+      readShareState: unary(async (r) => {
+        v.validateReadShareState(r);
+        this.refuseWhenStopped();
+        const fence = fenceShareStateCall(this.current, r);
+        if (!fence.ok) return { errorCode: fence.errorCode, errorMessage: fence.errorMessage, found: false, state: undefined };
+        // The value now is the last write accepted before this read; answer once it is on disk.
+        const stored = this.shareStates.get(r.groupId, fence.topicId, r.partition);
+        await this.shareStates.whenFlushed();
+        return { errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "", found: stored !== undefined, state: stored?.state };
+      }, onUnexpected),
+      writeShareState: unary(async (r) => {
+        v.validateWriteShareState(r);
+        this.refuseWhenStopped();
+        const fence = fenceShareStateCall(this.current, r);
+        if (!fence.ok) return { errorCode: fence.errorCode, errorMessage: fence.errorMessage };
+        let flushed: Promise<void>;
+        try {
+          flushed = this.shareStates.write(r.groupId, fence.topicId, r.partition, r.leaderEpoch, r.state!);
+        } catch (err) {
+          if (err instanceof ShareStoreFull) return { errorCode: ErrorCode.THROTTLED, errorMessage: err.message };
+          throw err;
+        }
+        await flushed;
+        return { errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "" };
+      }, onUnexpected),
     };
   }
 }

@@ -16,7 +16,13 @@ import type {
   InitProducerIdRequest,
   RegisterBrokerRequest,
   WatchMetadataRequest,
+  DescribeShareGroupsRequest,
+  ReadShareStateRequest,
+  SharePartitionState,
+  ShareGroupHeartbeatRequest,
+  WriteShareStateRequest,
 } from "@runnel/proto";
+import { ShareRecordState } from "@runnel/proto";
 
 export const maxHostChars = 255;
 export const maxRackChars = 255;
@@ -183,4 +189,86 @@ export function validateOffsetFetch(r: OffsetFetchRequest): void {
 export function validateDescribeGroups(r: DescribeGroupsRequest): void {
   check(r.groupIds.length <= maxTopicsPerRequest, () => `${r.groupIds.length} groups in one request; at most ${maxTopicsPerRequest}`);
   for (const id of r.groupIds) checkGroupField(id, "group id");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Share groups
+
+/** Longest share group id, in characters. */
+export const maxShareGroupIdChars = 255;
+/** Longest share member id stored in a state or sent in a heartbeat, in characters. */
+export const maxShareMemberIdChars = 255;
+/** Topics a share member may subscribe to. */
+export const maxShareSubscribedTopics = 1_000;
+/** Ranges in one SharePartitionState (range-compressed, so this bounds the states' fragmentation). */
+export const maxShareStateRanges = 20_000;
+/** Longest last_failure of a range, in characters (members' reasons are at most 1024 bytes). */
+export const maxShareFailureChars = 4_096;
+/** Groups in one DescribeShareGroups request. */
+export const maxShareGroupsPerDescribe = 1_000;
+const shareRecordStates: ReadonlySet<number> = new Set([
+  ShareRecordState.SHARE_RECORD_AVAILABLE,
+  ShareRecordState.SHARE_RECORD_ACQUIRED,
+  ShareRecordState.SHARE_RECORD_ARCHIVED,
+  ShareRecordState.SHARE_RECORD_DEAD_LETTERING,
+]);
+
+function checkShareGroupId(groupId: string, field = "group_id"): void {
+  check(groupId.length >= 1 && groupId.length <= maxShareGroupIdChars, () => `${field} is ${groupId.length} characters; it must be 1 to ${maxShareGroupIdChars}`);
+}
+
+export function validateShareGroupHeartbeat(r: ShareGroupHeartbeatRequest): void {
+  checkShareGroupId(r.groupId);
+  check(r.memberId.length <= maxShareMemberIdChars, () => `member_id is ${r.memberId.length} characters; at most ${maxShareMemberIdChars}`);
+  checkGroupField(r.clientId, "client_id");
+  check(r.memberEpoch >= -1, () => `member_epoch ${r.memberEpoch} must be 0 (join), -1 (leave) or the member's epoch`);
+  check(r.memberEpoch === 0 || r.memberId !== "", () => `member_epoch ${r.memberEpoch} needs a member_id (join with member_epoch 0 first)`);
+  check(r.subscribedTopicNames.length <= maxShareSubscribedTopics, () => `${r.subscribedTopicNames.length} subscribed topics; at most ${maxShareSubscribedTopics}`);
+  for (const t of r.subscribedTopicNames) checkTopicName(t, "subscribed topic name");
+}
+
+export function validateDescribeShareGroups(r: DescribeShareGroupsRequest): void {
+  check(r.groupIds.length <= maxShareGroupsPerDescribe, () => `${r.groupIds.length} groups in one request; at most ${maxShareGroupsPerDescribe}`);
+  for (const id of r.groupIds) checkShareGroupId(id, "group id");
+}
+
+function checkShareStateCaller(r: ReadShareStateRequest | WriteShareStateRequest): void {
+  checkBrokerId(r.brokerId);
+  checkBrokerEpoch(r.brokerEpoch);
+  checkShareGroupId(r.groupId);
+  check(r.topic.length > 0, () => "topic is empty");
+  checkTopicName(r.topic, "topic");
+  check(r.partition >= 0, () => `partition ${r.partition} must be >= 0`);
+  check(r.leaderEpoch >= 0, () => `leader_epoch ${r.leaderEpoch} must be >= 0`);
+}
+
+export function validateReadShareState(r: ReadShareStateRequest): void {
+  checkShareStateCaller(r);
+}
+
+export function validateWriteShareState(r: WriteShareStateRequest): void {
+  checkShareStateCaller(r);
+  check(r.state !== undefined, () => "state is missing");
+  checkSharePartitionState(r.state!, `${r.topic}-${r.partition}`);
+}
+
+/** A state a leader may write: window inside [0, int64), ranges sorted, not overlapping, inside the window. */
+export function checkSharePartitionState(s: SharePartitionState, partition: string): void {
+  check(s.startOffset >= 0n, () => `${partition}: start_offset ${s.startOffset} must be >= 0`);
+  check(s.startOffset <= s.endOffset, () => `${partition}: start_offset ${s.startOffset} is after end_offset ${s.endOffset}`);
+  check(s.ranges.length <= maxShareStateRanges, () => `${partition}: ${s.ranges.length} ranges; at most ${maxShareStateRanges}`);
+  let previousLast = s.startOffset - 1n;
+  for (const r of s.ranges) {
+    const run = `${partition}: range [${r.firstOffset}, ${r.lastOffset}]`;
+    check(r.firstOffset <= r.lastOffset, () => `${run} has first_offset after last_offset`);
+    check(r.firstOffset > previousLast, () => `${run} is not after the previous range (ending at ${previousLast}) or starts before start_offset ${s.startOffset}; ranges must be sorted and not overlap`);
+    check(r.lastOffset < s.endOffset, () => `${run} reaches end_offset ${s.endOffset} or beyond`);
+    check(shareRecordStates.has(r.state), () => `${run} has state ${r.state}; it must be AVAILABLE, ACQUIRED, ARCHIVED or DEAD_LETTERING`);
+    check(r.deliveryCount >= 0, () => `${run} has delivery_count ${r.deliveryCount}; it must be >= 0`);
+    check(r.memberId.length <= maxShareMemberIdChars, () => `${run} has a member_id of ${r.memberId.length} characters; at most ${maxShareMemberIdChars}`);
+    check(r.state !== ShareRecordState.SHARE_RECORD_ACQUIRED || r.memberId !== "", () => `${run} is ACQUIRED but names no member_id`);
+    check(r.lockDeadlineMs >= 0n && r.availableAfterMs >= 0n, () => `${run} has a negative lock_deadline_ms or available_after_ms`);
+    check(r.lastFailure.length <= maxShareFailureChars, () => `${run} has a last_failure of ${r.lastFailure.length} characters; at most ${maxShareFailureChars}`);
+    previousLast = r.lastOffset;
+  }
 }

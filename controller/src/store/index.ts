@@ -8,6 +8,8 @@
 // Consumer groups live in a second database ("groups") of the same environment: "group/<id>" holds a
 // group's epochs, assignor, members and assignments; "offset/<id>\0<topic>\0<partition>" one committed
 // offset. Member heartbeat times are not stored: every member gets one session timeout of grace.
+// Share-group states live in a third database ("share-state"), binary values, owned and written by
+// share/state-store.ts with its own group commit; close() waits for its last flush too.
 import { mkdirSync } from "node:fs";
 import { open, type Database, type RootDatabase } from "lmdb";
 import { invariant } from "@runnel/common";
@@ -84,6 +86,8 @@ export class MetadataStore {
     private readonly root: RootDatabase,
     private readonly db: Database<unknown, Key>,
     private readonly groupsDb: Database<unknown, Key>,
+    /** The share-state database; its records are share/state-store.ts's. */
+    readonly shareStateDb: Database<Buffer, string>,
   ) {}
 
   static open(dataDir: string): MetadataStore {
@@ -91,7 +95,8 @@ export class MetadataStore {
     const root = open({ path: dataDir, mapSize: maxStoreBytes });
     const db = root.openDB<unknown, Key>({ name: "metadata", encoding: "json" });
     const groupsDb = root.openDB<unknown, Key>({ name: "groups", encoding: "json" });
-    return new MetadataStore(root, db, groupsDb);
+    const shareStateDb = root.openDB<Buffer, string>({ name: "share-state", encoding: "binary" });
+    return new MetadataStore(root, db, groupsDb, shareStateDb);
   }
 
   /**
@@ -314,6 +319,7 @@ export class MetadataStore {
   async close(): Promise<void> {
     await this.db.flushed;
     await this.groupsDb.flushed;
+    await this.shareStateDb.flushed;
     await this.root.close();
   }
 }
