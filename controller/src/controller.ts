@@ -93,7 +93,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       onFatal,
     });
     logger.info(
-      { clusterId: state.clusterId, metadataVersion: state.metadataVersion.toString(), brokers: state.brokers.size, topics: state.topics.size, groups: groups.groups.size, dataDir: options.dataDir },
+      { clusterId: state.clusterId, metadataVersion: state.metadataVersion.toString(), brokers: state.brokers.size, topics: state.topics.size, groups: groups.groups.size, shareStates: core.shareStates.stateCount, dataDir: options.dataDir },
       "controller state loaded",
     );
     const highWatermarks = new HighWatermarkReader();
