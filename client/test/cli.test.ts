@@ -38,6 +38,11 @@ describe("runnel CLI: usage errors", () => {
     [["topic", "list", "--nope"], /unknown option '--nope'/],
     [["offsets", "t", "--time", "yesterday"], /--time must be earliest, latest or milliseconds/],
     [["group", "reset-offsets", "g", "--topic", "t"], /give exactly one of --to-earliest/],
+    [["produce", "t", "--delay-ms", "soon"], /--delay-ms must be an integer >= 0, got "soon"/],
+    [["dlq", "list", "t", "--max-messages", "0"], /--max-messages must be an integer >= 1, got "0"/],
+    [["dlq", "redrive", "t", "--max-messages", "-3"], /--max-messages must be an integer >= 1/],
+    [["share", "describe"], /missing required argument 'group'/],
+    [["dlq", "purge", "t"], /unknown command 'purge'/],
   ])("runnel %j exits 2 with one line", async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);

@@ -3,10 +3,11 @@
 // object per line with --json. Every failure is one actionable line on stderr and a non-zero exit:
 // 2 for a usage mistake (bad flag or value), 1 for anything the cluster answered or could not.
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { notBeforeHeader } from "@runnel/proto";
 import { createInterface } from "node:readline";
 import { Runnel } from "../client.js";
 import type { ConsumerRecord } from "../consumer/index.js";
-import { ConnectionError, RunnelError, TopicAlreadyExistsError, UnknownTopicError } from "../errors/index.js";
+import { ConnectionError, GroupError, RunnelError, TopicAlreadyExistsError, UnknownTopicError } from "../errors/index.js";
 import type { OffsetQuery } from "../metadata/offsets.js";
 import type { Acks, RecordMetadata } from "../producer/index.js";
 
@@ -95,6 +96,10 @@ function describeError(err: unknown, bootstrap: string): string {
     return err.partition === undefined ? `topic "${err.topic}" does not exist` : `topic "${err.topic}" has no partition ${err.partition}`;
   }
   if (err instanceof TopicAlreadyExistsError && err.topic !== undefined) return `topic "${err.topic}" already exists`;
+  if (err instanceof RunnelError && /does not implement (shareFetch|shareAcknowledge|shareGroupHeartbeat|describeShareGroups)/.test(err.message)) {
+    return `${err.message.split(":")[0]} (the cluster runs a version without share groups; upgrade the brokers and controller)`;
+  }
+  if (err instanceof GroupError && err.codeName === "GROUP_ID_NOT_FOUND") return `${err.message} (list share groups with: runnel share list)`;
   if (err instanceof RunnelError) return err.message;
   if (err instanceof Error) return `unexpected error: ${err.message}`;
   return `unexpected error: ${String(err)}`;
@@ -135,7 +140,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   let exitCode = 0;
 
   const program = new Command("runnel")
-    .description("Runnel command-line client: topics, producing, consuming, cluster status.")
+    .description("Runnel command-line client: topics, producing, consuming, groups, share groups, dead letters, cluster status.")
     .option("--bootstrap <host:port[,host:port]>", "brokers to bootstrap from (env RUNNEL_BOOTSTRAP)", io.env.RUNNEL_BOOTSTRAP ?? defaultBootstrap)
     .option("--json", "print one JSON object per line")
     .exitOverride()
@@ -237,7 +242,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("--partition <p>", "produce to this partition", positiveInt("--partition", 0))
     .addOption(new Option("--acks <acks>", "all, 1 or 0").default("all").argParser(acksArg))
     .option("--progress", "print progress and the final rate to stderr")
-    .action(async (topicName: string, o: { key?: string; value?: string; partition?: number; acks: Acks; progress?: boolean }) => {
+    .option("--delay-ms <ms>", "share groups do not deliver each record before this many ms from its send (runnel.not-before)", positiveInt("--delay-ms", 0))
+    .action(async (topicName: string, o: { key?: string; value?: string; partition?: number; acks: Acks; progress?: boolean; delayMs?: number }) => {
       const c = await connect();
       await c.metadata.ensureTopic(topicName);
       const producer = c.producer({ acks: o.acks });
@@ -258,7 +264,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         }
       };
       const send = async (value: string) => {
-        pending.push({ ack: producer.send({ topic: topicName, key: o.key, value, partition: o.partition }), value });
+        const headers = o.delayMs === undefined ? undefined : { [notBeforeHeader]: String(Date.now() + o.delayMs) };
+        pending.push({ ack: producer.send({ topic: topicName, key: o.key, value, partition: o.partition, headers }), value });
         // Keep later failures from being reported as unhandled while earlier ones are awaited.
         pending[pending.length - 1]!.ack.catch(() => undefined);
         while (pending.length > cliMaxPendingRecords) await settleHead();
@@ -391,6 +398,65 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       const written = await c.groupAdmin().resetOffsets(groupId, o.topic, target, o.partition === undefined ? undefined : [o.partition]);
       if (globals().json) for (const w of written) out(jsonLine({ group: groupId, topic: o.topic, partition: w.partition, offset: w.offset }));
       else out(table(["TOPIC", "PARTITION", "NEW-OFFSET"], written.map((w) => [o.topic, w.partition, w.offset])));
+    });
+
+  // --- share groups and dead letters -------------------------------------------------------------
+  const share = program.command("share").description("share group (task queue) commands");
+  share.command("list").description("list share groups").action(async () => {
+    const c = await connect();
+    const groups = await c.shareAdmin().listShareGroups();
+    if (globals().json) for (const g of groups) out(jsonLine(g));
+    else if (groups.length === 0) out("no share groups\n");
+    else out(table(["GROUP", "MEMBERS", "PARTITIONS"], groups.map((g) => [g.groupId, g.memberCount, g.partitionCount])));
+  });
+  share.command("describe <group>").description("members, then per partition: start/end offset, in flight, available, delayed, dead-lettering, archived")
+    .action(async (groupId: string) => {
+      const c = await connect();
+      const d = await c.shareAdmin().describeShareGroup(groupId);
+      if (globals().json) {
+        out(jsonLine(d));
+        return;
+      }
+      const inFlight = d.partitions.reduce((n, p) => n + p.acquired, 0);
+      out(`share group ${d.groupId}  members ${d.members.length}  in flight ${inFlight}\n`);
+      if (d.members.length > 0) {
+        out(table(["MEMBER", "CLIENT", "TOPICS", "LAST-HEARTBEAT-MS"], d.members.map((m) => [m.memberId, m.clientId || "-", m.subscribedTopics.join(",") || "-", m.lastHeartbeatAgeMs])));
+      }
+      if (d.partitions.length > 0) {
+        out(table(["TOPIC", "PARTITION", "START", "END", "IN-FLIGHT", "AVAILABLE", "DELAYED", "DEAD-LETTERING", "ARCHIVED", "MAX-DELIVERIES"], d.partitions.map((p) => [
+          p.topic, p.partition, p.startOffset, p.endOffset, p.acquired, p.available, p.delayed, p.deadLettering, p.archived, p.maxDeliveryCount,
+        ])));
+      }
+    });
+  const dlq = program.command("dlq").description("dead letters of a topic (its dead.letter.topic, default <topic>.dlq)");
+  dlq.command("list <topic>").description("dead letters: original partition/offset, attempts, reason, value")
+    .option("--max-messages <n>", "list at most this many", positiveInt("--max-messages"))
+    .action(async (topicName: string, o: { maxMessages?: number }) => {
+      const c = await connect();
+      const letters = await c.shareAdmin().dlqList(topicName, { maxRecords: o.maxMessages });
+      if (globals().json) {
+        for (const d of letters) {
+          out(jsonLine({
+            dlqTopic: d.dlqTopic, dlqPartition: d.dlqPartition, offset: d.dlqOffset, topic: d.topic, partition: d.partition, originalOffset: d.offset,
+            attempts: d.attempts, reason: d.reason, deadLetteredAt: d.deadLetteredAtMs, key: d.key?.toString("utf8") ?? null, value: d.value?.toString("utf8") ?? null,
+            headers: Object.fromEntries(d.headers.map((h) => [h.key, h.value.toString("utf8")])),
+          }));
+        }
+      } else if (letters.length === 0) {
+        out(`no dead letters for "${topicName}"\n`);
+      } else {
+        out(table(["OFFSET", "FROM", "ATTEMPTS", "REASON", "VALUE"], letters.map((d) => [
+          `${d.dlqPartition}/${d.dlqOffset}`, `${d.topic}-${d.partition}@${d.offset}`, d.attempts, d.reason || "-", d.value?.toString("utf8") ?? "",
+        ])));
+      }
+    });
+  dlq.command("redrive <topic>").description("produce dead letters back to their original topic (each once)")
+    .option("--max-messages <n>", "redrive at most this many", positiveInt("--max-messages"))
+    .action(async (topicName: string, o: { maxMessages?: number }) => {
+      const c = await connect();
+      const r = await c.shareAdmin().dlqRedrive(topicName, { maxRecords: o.maxMessages });
+      if (globals().json) out(jsonLine(r));
+      else out(`redrove ${r.redriven} dead letter${r.redriven === 1 ? "" : "s"} from "${r.dlqTopic}"${r.skipped > 0 ? ` (skipped ${r.skipped} without a ${"runnel.dlq.topic"} header)` : ""}\n`);
     });
 
   try {
