@@ -38,7 +38,11 @@ function skip(bytes: Uint8Array, end: number, wireType: number): void {
   if (wireType === 0) varint(bytes, end);
   else if (wireType === 1) pos += 8;
   else if (wireType === 5) pos += 4;
-  else if (wireType === 2) pos += varint(bytes, end);
+  else if (wireType === 2) {
+    // Not `pos += varint(...)`: that reads pos before varint() moves it past the length.
+    const len = varint(bytes, end);
+    pos += len;
+  }
   else throw new MalformedBatchError(`unsupported wire type ${wireType}`);
   if (pos > end) throw new MalformedBatchError("field runs past the end");
 }

@@ -301,7 +301,12 @@ export class ShareService {
       if (runs.length === 0) break;
       const n = recordCount(runs);
       const read = readBatchesCovering(e.partition, runs, out.seen);
-      out.acquired.push(...runs);
+      for (const r of runs) {
+        // Rounds split what one acquire would give as one run: join them again.
+        const last = out.acquired[out.acquired.length - 1];
+        if (last !== undefined && last.lastOffset + 1n === r.firstOffset && last.deliveryCount === r.deliveryCount) out.acquired[out.acquired.length - 1] = { ...last, lastOffset: r.lastOffset };
+        else out.acquired.push(r);
+      }
       out.batches.push(...read.batches);
       records += n;
       bytes += read.bytes;
