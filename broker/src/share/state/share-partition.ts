@@ -329,8 +329,9 @@ export class SharePartition {
     let runLastSeq = -1;
     let runCount = 0;
     let seq = this.cursorSeq;
-    // Everything this loop passes ends up not acquirable (handed out, dead-lettered, or never was), so
-    // the cursor may move to where it stops.
+    // Everything this loop passes ends up not acquirable now (handed out, dead-lettered, held, settled
+    // or delayed), so the cursor may move to where it stops; a delayed record lowers it again when its
+    // time comes (promoteDelayed), as does any record that becomes available (setAvailableAfter).
     for (; seq < this.endSeq && taken < limit && this.readyCount > 0; seq++) {
       const p = this.pos(seq);
       if (this.stateOf[p] !== AVAILABLE || this.delayedOf[p] === 1) continue;
