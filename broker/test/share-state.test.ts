@@ -244,6 +244,18 @@ describe("acknowledge", () => {
   });
 });
 
+describe("programmer errors throw InvariantError naming the partition", () => {
+  it("refuses an acquire without member or lock duration, and bad limits or settings", () => {
+    const sp = make();
+    admit(sp, 1);
+    expect(() => sp.acquire("", 1, t0, lockMs)).toThrow(/share partition jobs-0/);
+    expect(() => sp.acquire("a", 1, t0, 0)).toThrow(InvariantError);
+    expect(() => sp.setSettings({ maxDeliveryAttempts: 0 })).toThrow(InvariantError);
+    expect(() => make({ limits: { maxWindowRecords: 0, maxAcquiredRecordsPerMember: 1 } })).toThrow(InvariantError);
+    expect(sp.summary().acquired).toBe(0);
+  });
+});
+
 describe("expire", () => {
   it("takes back expired locks with attempts left as available, with the reason", () => {
     const sp = make({ maxDeliveryAttempts: 3 });

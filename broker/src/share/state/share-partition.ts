@@ -453,44 +453,56 @@ export class SharePartition {
   /** Range-compressed; available + count 0 + no delay + no failure is left out. */
   toState(): SharePartitionState {
     const ranges: ShareRecordRange[] = [];
-    let last: ShareRecordRange | undefined;
-    let lastSeq = -2;
+    // The open run, as raw fields (compared per record; converted to bigints once per run).
+    let runFirst = -1;
+    let runLast = -1;
+    let state = 0;
+    let deliveryCount = 0;
+    let member = "";
+    let deadline = 0;
+    let availableAfter = 0;
+    let failure = "";
+    const close = (): void => {
+      if (runFirst < 0) return;
+      ranges.push({
+        firstOffset: this.offsetOf(runFirst),
+        lastOffset: this.offsetOf(runLast),
+        state,
+        deliveryCount,
+        memberId: member,
+        lockDeadlineMs: BigInt(deadline),
+        availableAfterMs: BigInt(availableAfter),
+        lastFailure: failure,
+      });
+      runFirst = -1;
+    };
     for (let seq = this.startSeq; seq < this.endSeq; seq++) {
       const p = this.pos(seq);
-      const state = this.stateOf[p]!;
-      const deliveryCount = this.deliveriesOf[p]!;
-      const availableAfter = this.availableAfterOf[p]!;
-      const failure = this.failureOf[p]!;
-      if (state === AVAILABLE && deliveryCount === 0 && availableAfter === 0 && failure === "") continue;
-      const member = this.memberOf[p]!;
-      const deadline = this.deadlineOf[p]!;
-      if (
-        last !== undefined &&
-        lastSeq === seq - 1 &&
-        last.state === state &&
-        last.deliveryCount === deliveryCount &&
-        last.memberId === member &&
-        last.lockDeadlineMs === BigInt(deadline) &&
-        last.availableAfterMs === BigInt(availableAfter) &&
-        last.lastFailure === failure
-      ) {
-        last.lastOffset = this.offsetOf(seq);
-      } else {
-        const offset = this.offsetOf(seq);
-        last = {
-          firstOffset: offset,
-          lastOffset: offset,
-          state,
-          deliveryCount,
-          memberId: member,
-          lockDeadlineMs: BigInt(deadline),
-          availableAfterMs: BigInt(availableAfter),
-          lastFailure: failure,
-        };
-        ranges.push(last);
+      const s = this.stateOf[p]!;
+      const c = this.deliveriesOf[p]!;
+      const a = this.availableAfterOf[p]!;
+      const f = this.failureOf[p]!;
+      if (s === AVAILABLE && c === 0 && a === 0 && f === "") {
+        close();
+        continue;
       }
-      lastSeq = seq;
+      const m = this.memberOf[p]!;
+      const d = this.deadlineOf[p]!;
+      if (runFirst >= 0 && s === state && c === deliveryCount && m === member && d === deadline && a === availableAfter && f === failure) {
+        runLast = seq;
+        continue;
+      }
+      close();
+      runFirst = seq;
+      runLast = seq;
+      state = s;
+      deliveryCount = c;
+      member = m;
+      deadline = d;
+      availableAfter = a;
+      failure = f;
     }
+    close();
     return { startOffset: this.startOffset, endOffset: this.endOffset, ranges };
   }
 
