@@ -1,7 +1,7 @@
 // The broker's connection to the controller: registration (a new broker epoch each time), heartbeats,
 // the metadata stream (snapshot then deltas, resubscribed after any break), and the calls a broker
-// makes on the controller's state (AlterPartition, ControlledShutdown, Read/WriteShareState). Every call has a deadline and
-// every retry a bounded backoff.
+// makes on the controller's state (AlterPartition, ControlledShutdown, Read/WriteShareState). Every
+// call has a deadline and every retry a bounded backoff.
 import * as grpc from "@grpc/grpc-js";
 import {
   type AlterPartitionRequest,
