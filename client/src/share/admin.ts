@@ -201,9 +201,10 @@ export class ShareAdmin {
     const res = await this.call("describeShareGroups", { groupIds: [groupId] });
     const g = res.groups.find((x) => x.groupId === groupId) ?? res.groups[0];
     if (g === undefined) throw new GroupError(`controller gave no description of share group "${groupId}"`, { code: ErrorCode.UNKNOWN_SERVER_ERROR, retriable: false });
-    if (g.errorCode !== ErrorCode.ERROR_CODE_NONE) {
-      throw errorFromCode(g.errorCode, { detail: g.errorMessage || (g.errorCode === ErrorCode.GROUP_ID_NOT_FOUND ? `share group "${groupId}" does not exist` : "") });
+    if (g.errorCode === ErrorCode.GROUP_ID_NOT_FOUND) {
+      throw new GroupError(`share group "${groupId}" does not exist (no members and no stored state)`, { code: ErrorCode.GROUP_ID_NOT_FOUND, retriable: false });
     }
+    if (g.errorCode !== ErrorCode.ERROR_CODE_NONE) throw errorFromCode(g.errorCode, { detail: g.errorMessage });
     const now = Date.now();
     return {
       groupId: g.groupId,
