@@ -16,16 +16,28 @@ describe("npm run bench", () => {
       expect(run.exitCode, run.stderr + run.stdout).toBe(0);
       const files = readdirSync(out).filter((f) => f.endsWith(".json"));
       expect(files).toHaveLength(1);
-      const report = JSON.parse(readFileSync(join(out, files[0]!), "utf8")) as { results: Array<{ workload: string; target: string; produced: number; deliveries: number }> };
-      // Every workload ran on Runnel (W1 twice per durability), produced, and the readers got everything.
-      expect(new Set(report.results.map((r) => r.workload))).toEqual(new Set(["W1", "W1-small", "W2", "W3", "W4"]));
+      const report = JSON.parse(readFileSync(join(out, files[0]!), "utf8")) as {
+        results: Array<{ workload: string; target: string; produced: number; deliveries: number }>;
+        ceiling: Array<{ step: string; valueBytes: number; records: number }>;
+      };
+      // Every workload ran on Runnel (W1 twice per durability), produced, and the readers (W5: the
+      // workers, each job accepted once) got everything.
+      expect(new Set(report.results.map((r) => r.workload))).toEqual(new Set(["W1", "W1-small", "W2", "W3", "W4", "W5"]));
       for (const r of report.results) {
         expect(r.produced, `${r.workload} ${r.target}`).toBeGreaterThan(0);
         if (r.workload === "W4") expect(r.deliveries).toBe(3 * r.produced);
         else if (r.workload !== "W1" && r.workload !== "W1-small") expect(r.deliveries).toBe(r.produced);
       }
+      // The ceiling ran every step for both W1 value sizes, and every replica got records.
+      expect(report.ceiling.map((c) => `${c.step} ${c.valueBytes}`).sort()).toEqual(
+        ["combined 100", "combined 1024", "grpc 100", "grpc 1024", "lmdb 100", "lmdb 1024"],
+      );
+      for (const c of report.ceiling) expect(c.records, `${c.step} ${c.valueBytes}`).toBeGreaterThan(0);
       expect(readdirSync(out).filter((f) => f.endsWith(".md"))).toHaveLength(1);
-      // The cluster it started (its own temp dir, named in its output) is gone.
+      // The cluster it started (its own temp dir, named in its output) is gone, and so are the ceiling's.
+      const ceilingDirs = [...(run.stderr + run.stdout).matchAll(/ceiling dir (\S+)/g)].map((m) => m[1]!);
+      expect(ceilingDirs).toHaveLength(6);
+      for (const d of ceilingDirs) expect(existsSync(d), d).toBe(false);
       const clusterDir = /cluster up in (\S+)/.exec(run.stderr + run.stdout)?.[1];
       expect(clusterDir, run.stderr).toBeDefined();
       expect(existsSync(clusterDir!)).toBe(false);

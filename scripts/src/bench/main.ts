@@ -1,10 +1,11 @@
-// `npm run bench`: the issue 9 workloads (W1 replicated produce, W2 end-to-end latency, W3 catch-up
-// read, W4 fan-out) on a fresh local 3-broker cluster and, with --peers, on NATS JetStream and
-// RabbitMQ clusters. This folder owns the bench: options.ts (flags), target.ts (what a system under
-// test provides), runnel-target.ts and peers/ (Runnel, NATS, RabbitMQ: start, stop, produce, consume),
-// workload.ts (produce loops, delivery counting), workloads.ts (W1–W4), proc.ts (/proc CPU and peak
-// RSS), stats.ts and report.ts (figures and tables), run.ts (systems and workloads in order),
-// cpu-profile-preload.ts (--profile). This file is the process shell: it prints, writes
+// `npm run bench`: the issue 9 and 10 workloads (W1 replicated produce, W2 end-to-end latency, W3
+// catch-up read, W4 fan-out, W5 task queue) on a fresh local 3-broker cluster, the machine's ceiling
+// for W1's bytes, and, with --peers, the same on NATS JetStream and RabbitMQ clusters. This folder
+// owns the bench: options.ts (flags), target.ts (what a system under test provides), runnel-target.ts
+// and peers/ (Runnel, NATS, RabbitMQ: start, stop, produce, consume, task queues), workload.ts
+// (produce loops, delivery counting), workloads.ts (W1–W5), ceiling.ts and ceiling-node.ts (raw
+// lmdb-js and grpc-js in three processes), proc.ts (/proc CPU and peak RSS), stats.ts and report.ts
+// (figures and tables), run.ts (systems and workloads in order), cpu-profile-preload.ts (--profile). This file is the process shell: it prints, writes
 // bench-results/<timestamp>.json and .md, and makes sure every cluster is killed and its temp dir
 // removed at the end, on error, and on Ctrl-C or SIGTERM.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";

@@ -35,7 +35,22 @@ export interface BenchOptions {
   quick: boolean;
   /** Keep the clusters' temp dirs (logs, data) instead of removing them, and print their paths. */
   keepDir: boolean;
+  /** Run the ceiling step (raw lmdb-js and grpc-js with W1's bytes) for the W1 value sizes chosen. */
+  ceiling: boolean;
+  /** Each ceiling step stops after this many seconds (or --records records). */
+  ceilingSeconds: number;
+  /** W5: jobs preloaded, then accepted by the workers. */
+  w5Jobs: number;
+  /** W5: workers (Runnel: a client and a share consumer each; RabbitMQ: a connection and consumer each). */
+  w5Workers: number;
+  /** W5: unacknowledged jobs per worker (RabbitMQ prefetch, Runnel share consumer maxInFlightRecords). */
+  w5Prefetch: number;
+  /** W5 on Runnel: "share" (runnel.shareConsumer, accept per record) or "tasks" (runnel.tasks.worker, no-op handler). */
+  w5Api: W5Api;
 }
+
+export type W5Api = "share" | "tasks";
+export const w5Apis: readonly W5Api[] = ["share", "tasks"];
 
 export const defaultBenchOptions: Readonly<BenchOptions> = Object.freeze({
   seconds: 15,
@@ -55,6 +70,12 @@ export const defaultBenchOptions: Readonly<BenchOptions> = Object.freeze({
   profileDir: undefined,
   quick: false,
   keepDir: false,
+  ceiling: true,
+  ceilingSeconds: 5,
+  w5Jobs: 20_000,
+  w5Workers: 4,
+  w5Prefetch: 100,
+  w5Api: "share",
 });
 
 /** --quick: a run of a few seconds that exercises every step (for a smoke test), not a measurement. */
@@ -66,6 +87,8 @@ export const quickBenchOptions: Readonly<Partial<BenchOptions>> = Object.freeze(
   w2RatePerSec: 500,
   w2Seconds: 2,
   w3Records: 2_000,
+  ceilingSeconds: 1,
+  w5Jobs: 500,
 });
 
 /** The largest --records: per-record latencies are kept in memory (8 bytes each). */
@@ -74,14 +97,20 @@ export const maxSecondsLimit = 3600;
 export const maxPartitionsLimit = 64;
 export const maxValueBytesLimit = 512 * 1024;
 export const maxRatePerSecLimit = 1_000_000;
+export const maxW5WorkersLimit = 64;
+export const maxW5PrefetchLimit = 10_000;
 
 export const benchUsage = `Usage: npm run bench -- [options]
-Starts a fresh local Runnel cluster (controller + 3 brokers) in a temp dir and runs the issue 9 workloads:
+Starts a fresh local Runnel cluster (controller + 3 brokers) in a temp dir and runs the issue 9 and 10 workloads:
   W1        replicated produce, ${defaultBenchOptions.valueBytes}-byte records, one producer, bounded window, as fast as it goes
   W1-small  the same with ${defaultBenchOptions.smallValueBytes}-byte records
   W2        ${defaultBenchOptions.w2RatePerSec} records/s for ${defaultBenchOptions.w2Seconds} s, one reader; latency record timestamp -> delivery
   W3        catch-up read of ${defaultBenchOptions.w3Records} preloaded records from the beginning
   W4        fan-out: one producer, three consumer groups each receiving everything
+  W5        task queue: ${defaultBenchOptions.w5Jobs} preloaded ${defaultBenchOptions.valueBytes}-byte jobs on 1 partition, ${defaultBenchOptions.w5Workers} workers, one accept/ack per job; accepted jobs/s
+            (goal: 4x RabbitMQ quorum; Runnel fsync and RabbitMQ quorum only)
+  ceiling   what the machine allows for W1's bytes, no broker: raw lmdb-js (3 environments, fsynced
+            group commits), raw grpc-js (leader streaming to 2 followers), and both (3 processes each)
 Runnel topics: replication factor 3, min.insync.replicas 2, acks all (durability fsync, and memory for W1/W3/W4).
 With --peers, the same workloads run against a 3-node NATS JetStream cluster and a 3-node RabbitMQ
 cluster (quorum queue and stream), and Runnel's ratio to each is printed. Prints tables and writes JSON
@@ -98,6 +127,12 @@ and Markdown to bench-results/.
   --w2-rate N          W2 records per second (default ${defaultBenchOptions.w2RatePerSec})
   --w2-seconds S       W2 duration (default ${defaultBenchOptions.w2Seconds})
   --w3-records N       W3 records preloaded and read back (default ${defaultBenchOptions.w3Records})
+  --w5-jobs N          W5 jobs preloaded and accepted (default ${defaultBenchOptions.w5Jobs})
+  --w5-workers N       W5 workers (default ${defaultBenchOptions.w5Workers})
+  --w5-prefetch N      W5 unacknowledged jobs per worker: RabbitMQ prefetch, Runnel maxInFlightRecords (default ${defaultBenchOptions.w5Prefetch})
+  --w5-api API         W5 on Runnel: share (shareConsumer, accept per job) or tasks (tasks.worker, no-op handler) (default ${defaultBenchOptions.w5Api})
+  --no-ceiling         skip the ceiling step
+  --ceiling-seconds S  each ceiling step runs S seconds or --records records (default ${defaultBenchOptions.ceilingSeconds})
   --max-in-flight N    Runnel producer batches in flight per partition, 1..${maxInFlightPerPartitionLimit} (default: the client's, ${defaultMaxInFlightPerPartition})
   --out DIR            output directory (default ${defaultBenchOptions.outDir})
   --profile DIR        V8 CPU profile of every Runnel cluster process, written to DIR
@@ -118,7 +153,7 @@ function positiveInt(flag: string, text: string | undefined, min: number, max: n
 /** Parses argv (without node and the script). Returns "help" for --help. */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
   let values: Record<string, string | boolean | undefined>;
-  const stringFlags = ["seconds", "records", "window", "warmup", "partitions", "value-bytes", "small-value-bytes", "w2-rate", "w2-seconds", "w3-records", "max-in-flight", "workloads", "out", "profile"];
+  const stringFlags = ["seconds", "records", "window", "warmup", "partitions", "value-bytes", "small-value-bytes", "w2-rate", "w2-seconds", "w3-records", "max-in-flight", "workloads", "out", "profile", "w5-jobs", "w5-workers", "w5-prefetch", "w5-api", "ceiling-seconds"];
   try {
     ({ values } = parseArgs({
       args: [...argv],
@@ -127,6 +162,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
         peers: { type: "boolean" },
         quick: { type: "boolean" },
         keep: { type: "boolean" },
+        // parseArgs's allowNegative needs Node 22.4: the negative flag is its own option.
+        "no-ceiling": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -147,6 +184,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
     if (ids.length === 0 || bad.length > 0) throw new BenchUsageError(`--workloads takes a comma-separated subset of ${allWorkloadIds.join(",")}, not "${workloadText}"`);
     workloads = allWorkloadIds.filter((id) => ids.includes(id));
   }
+  const w5ApiText = str("w5-api");
+  if (w5ApiText !== undefined && !(w5Apis as readonly string[]).includes(w5ApiText)) throw new BenchUsageError(`--w5-api takes ${w5Apis.join(" or ")}, not "${w5ApiText}"`);
   return {
     ...base,
     seconds: positiveInt("--seconds", str("seconds"), 1, maxSecondsLimit) ?? base.seconds,
@@ -165,5 +204,11 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
     outDir: str("out") ?? base.outDir,
     profileDir: str("profile") ?? base.profileDir,
     keepDir: values["keep"] === true,
+    ceiling: values["no-ceiling"] !== true,
+    ceilingSeconds: positiveInt("--ceiling-seconds", str("ceiling-seconds"), 1, maxSecondsLimit) ?? base.ceilingSeconds,
+    w5Jobs: positiveInt("--w5-jobs", str("w5-jobs"), 1, maxRecordsLimit) ?? base.w5Jobs,
+    w5Workers: positiveInt("--w5-workers", str("w5-workers"), 1, maxW5WorkersLimit) ?? base.w5Workers,
+    w5Prefetch: positiveInt("--w5-prefetch", str("w5-prefetch"), 1, maxW5PrefetchLimit) ?? base.w5Prefetch,
+    w5Api: (w5ApiText as W5Api | undefined) ?? base.w5Api,
   };
 }

@@ -2,6 +2,7 @@
 // system), Runnel's ratio to each peer, a per-run resource table, each system's settings, and the
 // peers that could not run. Pure: takes the report, returns Markdown (pasteable into BENCHMARKS.md).
 import { defaultBatchMaxBytes, defaultLingerMs } from "@runnel/client";
+import { ceilingStepLabels, ceilingSteps, type CeilingResult } from "./ceiling.js";
 import type { BenchReport } from "./run.js";
 import { fmt, markdownTable } from "./stats.js";
 import type { MeasuredResult, WorkloadId } from "./workloads.js";
@@ -25,6 +26,7 @@ const rows: readonly Row[] = [
   { label: "W3 reads/s", workload: "W3", value: (r) => fmt(r.recordsPerSec) },
   { label: "W3 MiB/s", workload: "W3", value: (r) => fmt(r.mibPerSec, 1) },
   { label: "W4 deliveries/s", workload: "W4", value: (r) => fmt(r.recordsPerSec) },
+  { label: "W5 accepted jobs/s", workload: "W5", value: (r) => fmt(r.recordsPerSec) },
 ];
 
 export function comparisonTable(report: BenchReport): string {
@@ -59,6 +61,34 @@ export function ratioTable(report: BenchReport): string {
   );
 }
 
+/**
+ * What the machine allows: per W1 value size, the ceiling steps' records/s beside W1's, and W1 ÷ each
+ * ceiling (fsync against the steps that fsync, memory against the network alone).
+ */
+export function ceilingTable(report: BenchReport): string {
+  const sizes = [...new Set(report.ceiling.map((c) => c.valueBytes))];
+  const w1 = (valueBytes: number, target: string) =>
+    report.results.find((r) => (r.workload === "W1" || r.workload === "W1-small") && r.valueBytes === valueBytes && r.target === target);
+  const step = (valueBytes: number, s: CeilingResult["step"]) => report.ceiling.find((c) => c.valueBytes === valueBytes && c.step === s);
+  const div = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || !(b > 0) ? "-" : `${fmt(a / b, 2)}×`);
+  return markdownTable(
+    ["records/s", ...ceilingSteps.map((s) => ceilingStepLabels[s]), "W1 Runnel fsync", "W1 Runnel memory", "fsync ÷ lmdb+grpc", "fsync ÷ lmdb", "memory ÷ grpc"],
+    sizes.map((v) => {
+      const fsync = w1(v, "Runnel fsync")?.recordsPerSec;
+      const memory = w1(v, "Runnel memory")?.recordsPerSec;
+      return [
+        `${v} B (${step(v, "lmdb")?.recordsPerBatch ?? "-"} per batch)`,
+        ...ceilingSteps.map((s) => fmt(step(v, s)?.recordsPerSec)),
+        fmt(fsync),
+        fmt(memory),
+        div(fsync, step(v, "combined")?.recordsPerSec),
+        div(fsync, step(v, "lmdb")?.recordsPerSec),
+        div(memory, step(v, "grpc")?.recordsPerSec),
+      ];
+    }),
+  );
+}
+
 /** CPU seconds and peak RSS over each measured phase, servers together and the client (this process). */
 export function resourceTable(report: BenchReport): string {
   return markdownTable(
@@ -87,7 +117,9 @@ export function formatReport(report: BenchReport): string {
   return [
     `Workloads: W1 one producer, window ${o.windowRecords} records, ${o.valueBytes} B and ${o.smallValueBytes} B values, up to ${o.records} records or ` +
       `${o.seconds} s after ${o.warmupRecords} warm-up records; W2 ${o.w2RatePerSec} records/s of ${o.valueBytes} B for ${o.w2Seconds} s, one reader; ` +
-      `W3 ${o.w3Records} records of ${o.valueBytes} B read from the beginning; W4 one producer as in W1, three readers each receiving everything. ` +
+      `W3 ${o.w3Records} records of ${o.valueBytes} B read from the beginning; W4 one producer as in W1, three readers each receiving everything; ` +
+      `W5 ${o.w5Jobs} preloaded jobs of ${o.valueBytes} B on one queue, ${o.w5Workers} workers, prefetch ${o.w5Prefetch}, one acknowledgement per job` +
+      `${o.workloads.includes("W5") ? ` (Runnel: ${o.w5Api === "share" ? "shareConsumer" : "tasks.worker"})` : ""}. ` +
       `Runnel: ${o.partitions} partitions, producer lingerMs ${defaultLingerMs}, batches up to ${defaultBatchMaxBytes / 1024} KiB, ` +
       `${o.maxInFlightPerPartition === undefined ? "default" : o.maxInFlightPerPartition} batches in flight per partition.`,
     `Machine: ${m["cpuCount"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, Node ${m["node"]}, temp dir on ${m["tmpdirFilesystem"]}, ` +
@@ -96,6 +128,16 @@ export function formatReport(report: BenchReport): string {
     comparisonTable(report),
     "",
     ...(report.ratios.length > 0 ? [ratioTable(report), ""] : []),
+    ...(report.ceiling.length > 0
+      ? [
+        `What the machine allows (ceiling step, no broker, 3 processes each, ${o.ceilingSeconds} s or ${o.records} records per step, window ${o.windowRecords} records, ` +
+          "W1's batch size): raw lmdb-js = 3 LMDB environments appending with an fsync per write (group commit); raw grpc-js = a leader " +
+          "streaming each batch to 2 followers (bidi streams, acked on receipt); lmdb + grpc = both, a batch counts when all 3 have it fsynced.",
+        "",
+        ceilingTable(report),
+        "",
+      ]
+      : []),
     resourceTable(report),
     "",
     ...report.targets.map((t) => `- ${t.name}: ${t.settings}`),

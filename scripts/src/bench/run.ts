@@ -1,4 +1,5 @@
-// One bench run: Runnel's cluster first, then (with --peers) NATS JetStream and RabbitMQ, one system
+// One bench run: Runnel's cluster first, then the ceiling step (ceiling.ts: raw lmdb-js and grpc-js
+// with W1's bytes, no broker), then (with --peers) NATS JetStream and RabbitMQ, one system
 // at a time so they never compete for the machine; each runs the chosen workloads on fresh streams.
 // A peer that cannot be installed or started is recorded as unavailable and the run goes on. The
 // caller owns printing and signal handling; runBench hands it every cluster as soon as it exists so
@@ -8,13 +9,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import type { Cluster } from "@runnel/cluster-tests";
+import { runCeiling, type CeilingResult } from "./ceiling.js";
 import type { BenchOptions } from "./options.js";
 import { startNats } from "./peers/nats.js";
 import { startRabbitMq } from "./peers/rabbitmq.js";
 import { startRunnelTargets } from "./runnel-target.js";
 import { ratio } from "./stats.js";
 import { PeerUnavailableError, type BenchTarget, type TargetCluster } from "./target.js";
-import { runW1, runW2, runW3, runW4, type MeasuredResult, type WorkloadId, type WorkloadSettings } from "./workloads.js";
+import { runW1, runW2, runW3, runW4, runW5, type MeasuredResult, type WorkloadId, type WorkloadSettings } from "./workloads.js";
 
 /** Pause between workloads, so background work of one (flushes, follower catch-up) settles before the next. */
 const settleBetweenWorkloadsMs = 1_000;
@@ -30,7 +32,14 @@ export const runnelDurabilities: Readonly<Record<WorkloadId, readonly string[]>>
   W2: ["fsync"],
   W3: ["memory"],
   W4: ["fsync", "memory"],
+  W5: ["fsync"],
 };
+
+/** The ratio table's figure for each workload's headline. */
+function headlineFigure(workload: WorkloadId, higherIsBetter: boolean): string {
+  if (workload === "W5") return "jobs/s (goal: 4× RabbitMQ quorum)";
+  return higherIsBetter ? "msgs/s (higher is better)" : "p99 ms (lower is better)";
+}
 
 /** The headline figure of a workload and whether more is better. */
 export function headline(r: MeasuredResult): { value: number; higherIsBetter: boolean } {
@@ -45,7 +54,8 @@ export interface UnavailablePeer {
 
 export interface BenchReport {
   benchmark: "runnel-vs-peers";
-  formatVersion: 2;
+  /** 3: W5 results and the ceiling step. */
+  formatVersion: 3;
   startedAt: string;
   finishedAt: string;
   command: string;
@@ -56,6 +66,8 @@ export interface BenchReport {
   /** Runnel ÷ peer of each workload's headline figure (W2: p99 latency, lower is better), per Runnel target. */
   ratios: Array<{ workload: WorkloadId; runnel: string; peer: string; ratio: number; figure: string }>;
   unavailable: UnavailablePeer[];
+  /** What the machine allows for W1's bytes without a broker (empty with --no-ceiling). */
+  ceiling: CeilingResult[];
   notes: string[];
 }
 
@@ -100,6 +112,7 @@ function settings(o: BenchOptions): WorkloadSettings {
   return {
     seconds: o.seconds, records: o.records, windowRecords: o.windowRecords, warmupRecords: o.warmupRecords,
     valueBytes: o.valueBytes, smallValueBytes: o.smallValueBytes, w2RatePerSec: o.w2RatePerSec, w2Seconds: o.w2Seconds, w3Records: o.w3Records,
+    w5Jobs: o.w5Jobs, w5Workers: o.w5Workers, w5Prefetch: o.w5Prefetch,
   };
 }
 
@@ -111,6 +124,7 @@ async function runWorkloads(
   for (const w of options.workloads) {
     for (const t of targets) {
       if (!include(w, t)) continue;
+      if (w === "W5" && t.taskQueue === undefined) continue;
       if (hooks.interrupted()) throw new BenchInterrupted("interrupted");
       if (out.length > 0) await new Promise((r) => setTimeout(r, settleBetweenWorkloadsMs));
       const label = w.toLowerCase();
@@ -119,9 +133,10 @@ async function runWorkloads(
         w === "W1" || w === "W1-small" ? await runW1(t, s, w, label)
         : w === "W2" ? await runW2(t, s, label)
         : w === "W3" ? await runW3(t, s, label, hooks.log)
-        : await runW4(t, s, label);
+        : w === "W4" ? await runW4(t, s, label)
+        : await runW5(t, s, label, hooks.log);
       hooks.log(
-        `${t.name}: ${w} ${Math.round(r.recordsPerSec)} ${w === "W3" ? "reads" : w === "W4" ? "deliveries" : "msgs"}/s` +
+        `${t.name}: ${w} ${Math.round(r.recordsPerSec)} ${w === "W3" ? "reads" : w === "W4" ? "deliveries" : w === "W5" ? "accepted jobs" : "msgs"}/s` +
           (r.latency === undefined ? "" : `, p50 ${r.latency.p50Ms.toFixed(1)} ms, p99 ${r.latency.p99Ms.toFixed(1)} ms`),
       );
       out.push(r);
@@ -138,7 +153,7 @@ export function computeRatios(results: readonly MeasuredResult[]): BenchReport["
       if (p.workload !== r.workload || p.target.startsWith("Runnel")) continue;
       const a = headline(r);
       const b = headline(p);
-      out.push({ workload: r.workload, runnel: r.target, peer: p.target, ratio: ratio(a.value, b.value), figure: a.higherIsBetter ? "msgs/s (higher is better)" : "p99 ms (lower is better)" });
+      out.push({ workload: r.workload, runnel: r.target, peer: p.target, ratio: ratio(a.value, b.value), figure: headlineFigure(r.workload, a.higherIsBetter) });
     }
   }
   return out;
@@ -151,19 +166,43 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks): Promis
   const results: MeasuredResult[] = [];
   const targets: BenchReport["targets"] = [];
   const unavailable: UnavailablePeer[] = [];
+  const describe = (t: BenchTarget) => ({
+    name: t.name,
+    settings: t.settings + (options.workloads.includes("W5") && t.taskQueue !== undefined ? `; ${t.taskQueue.describe(options.w5Prefetch)}` : ""),
+  });
 
   const runnel = await startRunnelTargets({
-    partitions: options.partitions, maxInFlightPerPartition: options.maxInFlightPerPartition, profileDir: options.profileDir,
+    partitions: options.partitions, w5Api: options.w5Api, maxInFlightPerPartition: options.maxInFlightPerPartition, profileDir: options.profileDir,
     log: hooks.log, onCluster: hooks.onCluster,
   });
   try {
     if (hooks.interrupted()) throw new BenchInterrupted("interrupted during start-up");
-    for (const t of runnel.targets) targets.push({ name: t.name, settings: t.settings });
+    for (const t of runnel.targets) targets.push(describe(t));
     results.push(...(await runWorkloads(runnel.targets, options, hooks, (w, t) => runnelDurabilities[w].some((d) => t.name.endsWith(d)))));
   } finally {
     await runnel.close();
   }
   if (options.profileDir !== undefined) notes.push(`CPU profiles in ${options.profileDir}`);
+
+  const ceiling: CeilingResult[] = [];
+  const ceilingSizes = [
+    ...(options.workloads.includes("W1") ? [options.valueBytes] : []),
+    ...(options.workloads.includes("W1-small") ? [options.smallValueBytes] : []),
+  ];
+  if (options.ceiling && ceilingSizes.length > 0) {
+    if (hooks.interrupted()) throw new BenchInterrupted("interrupted");
+    try {
+      ceiling.push(...(await runCeiling(ceilingSizes, { windowRecords: options.windowRecords, maxRecords: options.records, durationMs: options.ceilingSeconds * 1000 }, {
+        log: hooks.log, onDir: hooks.onPeers, interrupted: hooks.interrupted,
+      })));
+    } catch (err) {
+      // The ceiling is context for W1; Runnel's and the peers' figures stand without it.
+      if (hooks.interrupted()) throw new BenchInterrupted("interrupted");
+      const reason = err instanceof Error ? err.message : String(err);
+      hooks.log(`ceiling step failed: ${reason}`);
+      notes.push(`the ceiling step failed: ${reason}`);
+    }
+  }
 
   if (options.peers) {
     const peers: Array<{ system: string; start: (dir: string) => Promise<TargetCluster> }> = [
@@ -185,7 +224,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks): Promis
           unavailable.push({ system: peer.system, reason: err.message });
           continue;
         }
-        for (const t of cluster.targets) targets.push({ name: t.name, settings: t.settings });
+        for (const t of cluster.targets) targets.push(describe(t));
         results.push(...(await runWorkloads(cluster.targets, options, hooks, () => true)));
       } catch (err) {
         // A peer failing mid-run is reported like one that cannot start; Runnel's figures stand.
@@ -207,7 +246,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks): Promis
   }
   return {
     benchmark: "runnel-vs-peers",
-    formatVersion: 2,
+    formatVersion: 3,
     startedAt,
     finishedAt: new Date().toISOString(),
     command: `node ${process.argv.slice(1).join(" ")}`,
@@ -217,6 +256,7 @@ export async function runBench(options: BenchOptions, hooks: BenchHooks): Promis
     results,
     ratios: computeRatios(results),
     unavailable,
+    ceiling,
     notes,
   };
 }

@@ -1,4 +1,4 @@
-// What a workload needs from a system under test, so W1–W4 run the same code against Runnel, NATS
+// What a workload needs from a system under test, so W1–W5 run the same code against Runnel, NATS
 // JetStream and RabbitMQ. A target owns its processes; the workload owns the clock and the counting.
 
 /** A producer with acknowledgements per the target's strongest setting (acks=all, PubAck, confirms). */
@@ -20,6 +20,31 @@ export interface StreamSpec {
   groups: number;
 }
 
+/** A task-queue worker (W5): acquires jobs and accepts each one (one acknowledgement per job). */
+export interface TaskWorkerHandle {
+  /**
+   * Resolves once every acceptance so far has reached the server (Runnel: answered; RabbitMQ: acks
+   * are not answered, so a round trip on the channel after them); throws when one was refused.
+   */
+  settle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** W5: a queue of jobs shared by competing workers, each job to one worker. */
+export interface TaskQueueTarget {
+  /** A sentence for the report: the queue's replication, fsync, the worker API and its prefetch. */
+  describe(prefetch: number): string;
+  /** A fresh queue (one partition / one quorum queue) for `spec.label`. */
+  createQueue(spec: StreamSpec): Promise<void>;
+  /** The producer that preloads the jobs (strongest acknowledgement, as W1's). */
+  producer(spec: StreamSpec): Promise<BenchProducer>;
+  /**
+   * Starts worker `index`; `onAccepted(n)` is called as it accepts n jobs (acceptances the server
+   * answered where it answers them), `onError` when the worker stops on an error.
+   */
+  worker(spec: StreamSpec, index: number, prefetch: number, onAccepted: (n: number) => void, onError: (err: unknown) => void): Promise<TaskWorkerHandle>;
+}
+
 export interface BenchTarget {
   /** Column name in the tables ("Runnel fsync", "NATS R3", ...). */
   readonly name: string;
@@ -34,6 +59,8 @@ export interface BenchTarget {
   consume(spec: StreamSpec, group: number, onRecord: (value: Uint8Array) => void): Promise<ConsumeHandle>;
   /** The server processes (name -> pid) whose CPU and peak RSS are measured. */
   pids(): Map<string, number>;
+  /** Present on the targets that run W5 (Runnel fsync, RabbitMQ quorum). */
+  readonly taskQueue?: TaskQueueTarget;
 }
 
 /** A set of targets sharing one cluster, started and stopped together. */

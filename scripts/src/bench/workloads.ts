@@ -1,6 +1,6 @@
-// The issue 9 workloads, each run the same way against any BenchTarget: W1 replicated produce (as fast
-// as a bounded window allows), W2 end-to-end latency at a fixed rate, W3 catch-up read of a preloaded
-// stream, W4 fan-out to three readers. Each measures its phase's CPU seconds and peak RSS per process
+// The issue 9 and 10 workloads, each run the same way against any BenchTarget: W1 replicated produce
+// (as fast as a bounded window allows), W2 end-to-end latency at a fixed rate, W3 catch-up read of a
+// preloaded stream, W4 fan-out to three readers, W5 a task queue drained by competing workers. Each measures its phase's CPU seconds and peak RSS per process
 // (server processes and this client process) through /proc.
 import { performance } from "node:perf_hooks";
 import { endSample, startSample, type ProcessUsage } from "./proc.js";
@@ -8,8 +8,8 @@ import { summarizeLatencies, throughput, type LatencySummary } from "./stats.js"
 import type { BenchTarget, ConsumeHandle, StreamSpec } from "./target.js";
 import { DeliveryCounter, makeValues, runPaced, runWorkload } from "./workload.js";
 
-export type WorkloadId = "W1" | "W1-small" | "W2" | "W3" | "W4";
-export const allWorkloadIds: readonly WorkloadId[] = ["W1", "W1-small", "W2", "W3", "W4"];
+export type WorkloadId = "W1" | "W1-small" | "W2" | "W3" | "W4" | "W5";
+export const allWorkloadIds: readonly WorkloadId[] = ["W1", "W1-small", "W2", "W3", "W4", "W5"];
 
 export interface WorkloadSettings {
   /** W1/W4: the measured produce phase ends after this many seconds ... */
@@ -23,6 +23,9 @@ export interface WorkloadSettings {
   w2RatePerSec: number;
   w2Seconds: number;
   w3Records: number;
+  w5Jobs: number;
+  w5Workers: number;
+  w5Prefetch: number;
 }
 
 export interface MeasuredResult {
@@ -34,7 +37,7 @@ export interface MeasuredResult {
   /** Deliveries counted by the readers (all of them together) in the measured phase. */
   deliveries: number;
   elapsedMs: number;
-  /** The headline rate: W1 acknowledged records/s, W2 acknowledged records/s, W3 records read/s, W4 deliveries/s. */
+  /** The headline rate: W1 acknowledged records/s, W2 acknowledged records/s, W3 records read/s, W4 deliveries/s, W5 accepted jobs/s. */
   recordsPerSec: number;
   mibPerSec: number;
   /** W1: send() to acknowledgement (includes time queued in the window); W2: record timestamp to delivery. */
@@ -226,5 +229,64 @@ export async function runW4(target: BenchTarget, s: WorkloadSettings, label: str
     }
   } finally {
     await closeAll(handles);
+  }
+}
+
+/** W5's workers must accept every job within this long ... */
+const taskDrainMinTimeoutMs = 120_000;
+/** ... or this long per job, whichever is longer. */
+const taskDrainTimeoutMsPerJob = 5;
+
+/**
+ * W5: preload `w5Jobs` jobs (not measured), then start `w5Workers` workers at once; accepted jobs/s
+ * from the workers' start (start-up included) until every job is accepted and every acceptance has
+ * reached the server.
+ */
+export async function runW5(target: BenchTarget, s: WorkloadSettings, label: string, log: (line: string) => void): Promise<MeasuredResult> {
+  const queue = target.taskQueue;
+  if (queue === undefined) throw new Error(`${target.name} has no task queue (W5)`);
+  const spec: StreamSpec = { label, groups: 1 };
+  await queue.createQueue(spec);
+  const producer = await queue.producer(spec);
+  const values = makeValues(distinctValues, s.valueBytes, Math.random);
+  let preloaded: number;
+  try {
+    const pre = await runWorkload((v) => producer.send(v), { maxRecords: s.w5Jobs, durationMs: 3_600_000, windowRecords: s.windowRecords, values }, now);
+    failIf(`${target.name} W5 preload`, pre.failed, pre.sent, pre.firstError);
+    preloaded = pre.acked;
+    log(`${target.name} W5: preloaded ${preloaded} jobs in ${(pre.elapsedMs / 1000).toFixed(1)} s`);
+  } finally {
+    await producer.close().catch(() => undefined);
+  }
+  const counter = new DeliveryCounter();
+  let onWorkerError: (err: unknown) => void = () => undefined;
+  const onAccepted = (n: number) => {
+    const at = now();
+    for (let i = 0; i < n; i++) counter.deliver(at);
+  };
+  let workerError: unknown;
+  const failed = new Promise<false>((resolve) => {
+    onWorkerError = (err) => {
+      workerError ??= err;
+      resolve(false);
+    };
+  });
+  const m = startMeasure(target);
+  const start = now();
+  const started = await Promise.allSettled(Array.from({ length: s.w5Workers }, (_, i) => queue.worker(spec, i, s.w5Prefetch, onAccepted, (err) => onWorkerError(err))));
+  const workers = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+  try {
+    const notStarted = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (notStarted !== undefined) throw notStarted.reason;
+    const timeoutMs = Math.max(taskDrainMinTimeoutMs, preloaded * taskDrainTimeoutMsPerJob);
+    const done = await Promise.race([counter.waitFor(preloaded, timeoutMs), failed]);
+    if (workerError !== undefined) throw new Error(`${target.name} W5: a worker failed after ${counter.count} of ${preloaded} jobs: ${workerError instanceof Error ? workerError.message : String(workerError)}`);
+    if (!done) throw new Error(`${target.name} W5: ${counter.count} of ${preloaded} jobs accepted within ${timeoutMs} ms`);
+    await Promise.all(workers.map((w) => w.settle()));
+    const elapsedMs = now() - start;
+    const processes = endMeasure(m);
+    return result("W5", target, s.valueBytes, preloaded, counter.count, counter.count, elapsedMs, undefined, processes);
+  } finally {
+    await Promise.allSettled(workers.map((w) => w.close()));
   }
 }

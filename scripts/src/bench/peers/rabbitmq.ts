@@ -4,12 +4,15 @@
 // queue, both with 3 replicas, published to with publisher confirms through amqplib. W4's three
 // readers are three quorum queues bound to one fanout exchange (quorum) or three consumers of one
 // stream from its first offset (stream). Readers ack in batches (multiple=true), with a prefetch.
+// W5 (task queue) runs on the quorum target only: one quorum queue, competing consumers, each on its
+// own connection with a prefetch and one manual ack per message (a stream queue has no per-message
+// acknowledgement, so it is not a task queue).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import amqp from "amqplib";
-import type { BenchProducer, BenchTarget, ConsumeHandle, StreamSpec, TargetCluster } from "../target.js";
+import type { BenchProducer, BenchTarget, ConsumeHandle, StreamSpec, TargetCluster, TaskQueueTarget, TaskWorkerHandle } from "../target.js";
 import { PeerUnavailableError } from "../target.js";
 import { ensureInstalled, groupPidsNamed, spawnGroup, waitUntil, type GroupProcess } from "./procs.js";
 
@@ -37,8 +40,10 @@ class RabbitTarget implements BenchTarget {
   readonly name: string;
   readonly settings: string;
   private readonly conns = new Set<amqp.ChannelModel>();
+  readonly taskQueue: TaskQueueTarget | undefined;
 
   constructor(private readonly url: string, private readonly kind: Kind, private readonly nodes: GroupProcess[], private readonly runId: string) {
+    this.taskQueue = kind === "quorum" ? this.quorumTaskQueue() : undefined;
     this.name = `RabbitMQ ${kind}`;
     this.settings =
       kind === "quorum"
@@ -133,6 +138,68 @@ class RabbitTarget implements BenchTarget {
         await ch.cancel(consumerTag).catch(() => undefined);
         await ch.close().catch(() => undefined);
         await this.closeConn(c);
+      },
+    };
+  }
+
+  private quorumTaskQueue(): TaskQueueTarget {
+    const queueName = (spec: StreamSpec) => `tasks-${spec.label}-${this.runId}`;
+    return {
+      describe: (prefetch) =>
+        `W5: one quorum queue (x-quorum-initial-group-size 3, publisher confirms for the preload); each worker its own ` +
+        `connection and channel, prefetch ${prefetch}, one manual ack per message (acks are not answered by AMQP: a worker's ` +
+        "last acks count once a checkQueue round trip on its channel after them has returned)",
+      createQueue: async (spec) => {
+        const c = await this.open();
+        try {
+          const ch = await c.createChannel();
+          await ch.assertQueue(queueName(spec), { durable: true, arguments: { "x-queue-type": "quorum", "x-quorum-initial-group-size": rabbitNodeCount } });
+          await ch.close();
+        } finally {
+          await this.closeConn(c);
+        }
+      },
+      producer: async (spec) => {
+        const c = await this.open();
+        const ch = await c.createConfirmChannel();
+        return {
+          send: (value) =>
+            new Promise<void>((resolve, reject) => {
+              const body = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+              ch.publish("", queueName(spec), body, { persistent: true }, (err: unknown) => (err === null || err === undefined ? resolve() : reject(err instanceof Error ? err : new Error(String(err)))));
+            }),
+          close: async () => {
+            await ch.close().catch(() => undefined);
+            await this.closeConn(c);
+          },
+        };
+      },
+      worker: async (spec, _index, prefetch, onAccepted, onError): Promise<TaskWorkerHandle> => {
+        const c = await this.open();
+        const ch = await c.createChannel();
+        let channelError: unknown;
+        ch.on("error", (err: unknown) => {
+          channelError ??= err;
+          onError(err);
+        });
+        await ch.prefetch(prefetch);
+        const { consumerTag } = await ch.consume(queueName(spec), (msg: amqp.ConsumeMessage | null) => {
+          if (msg === null) return;
+          ch.ack(msg);
+          onAccepted(1);
+        }, { noAck: false });
+        return {
+          settle: async () => {
+            // The channel is ordered: once this answer is back, the server has every ack sent before it.
+            await ch.checkQueue(queueName(spec));
+            if (channelError !== undefined) throw channelError instanceof Error ? channelError : new Error(String(channelError));
+          },
+          close: async () => {
+            await ch.cancel(consumerTag).catch(() => undefined);
+            await ch.close().catch(() => undefined);
+            await this.closeConn(c);
+          },
+        };
       },
     };
   }
