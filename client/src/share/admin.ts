@@ -202,7 +202,7 @@ export class ShareAdmin {
     const g = res.groups.find((x) => x.groupId === groupId) ?? res.groups[0];
     if (g === undefined) throw new GroupError(`controller gave no description of share group "${groupId}"`, { code: ErrorCode.UNKNOWN_SERVER_ERROR, retriable: false });
     if (g.errorCode === ErrorCode.GROUP_ID_NOT_FOUND) {
-      throw new GroupError(`share group "${groupId}" does not exist (no members and no stored state)`, { code: ErrorCode.GROUP_ID_NOT_FOUND, retriable: false });
+      throw new GroupError(`share group "${groupId}" does not exist`, { code: ErrorCode.GROUP_ID_NOT_FOUND, retriable: false });
     }
     if (g.errorCode !== ErrorCode.ERROR_CODE_NONE) throw errorFromCode(g.errorCode, { detail: g.errorMessage });
     const now = Date.now();
