@@ -28,7 +28,6 @@ import type { MetadataCache } from "../metadata/cache.js";
 import type { AcksMode, Partition } from "../partition/partition.js";
 import type { ReplicaManager } from "../partition/replica-manager.js";
 import { waitForAny, type Waiters } from "../partition/waiters.js";
-import { trace, tnow } from "../replication/trace-tmp.js";
 import {
   defaultFetchMaxBytes,
   defaultProduceTimeoutMs,
@@ -271,9 +270,7 @@ export class BrokerServiceHandlers implements PartitionLookup {
         this.deps.metrics?.fetchedBytes(bytes);
         return topics;
       }
-      const tw = tnow();
       await waitForAny(waiters, remaining, abort.signal);
-      trace("C.park", tnow() - tw);
       if (Date.now() >= deadline || abort.signal.aborted) {
         const last = this.readAll(req, maxBytes);
         this.deps.metrics?.fetchedBytes(last.bytes);
