@@ -35,8 +35,8 @@ export const maxBatchesWaitingForSequencePerPartition = 1_000;
 /** What a partition needs from the broker around it. */
 export interface PartitionHooks {
   nowMs(): number;
-  /** Asks the group-commit flusher for a flush covering everything appended so far. */
-  requestFlush(): void;
+  /** Asks the group-commit flusher for a flush covering everything this partition appended so far. */
+  requestFlush(partition: Partition): void;
   /** Sends an ISR change to the controller (compare-and-set); the answer comes back via isrChanged/isrProposalFailed. */
   proposeIsr(partition: Partition, proposal: NonNullable<LeaderDecision["isrProposal"]>): void;
   logger: Logger;
@@ -239,7 +239,7 @@ export class Partition {
     if (this.leader === leader) {
       this.apply(leader.localAppend({ logEndOffset: info.logEndOffset > leader.logEndOffset ? info.logEndOffset : leader.logEndOffset }));
       this.leoWaiters.wakeAll();
-      if (this.config.durability === "fsync") this.hooks.requestFlush();
+      if (this.config.durability === "fsync") this.hooks.requestFlush(this);
     }
     const ok: ProduceOutcome = { errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "", baseOffset: info.baseOffset, logAppendTime: appendTime ?? -1n };
     if (acks !== "all") return ok;

@@ -2,6 +2,14 @@
 // role changes (leader, follower, deleted), the group-commit flusher (one fsync covers every partition
 // written since the last), the leader tick (acks=all deadlines, ISR shrink), ISR proposals to the
 // controller, follower fetchers per leader, and retention.
+//
+// Flushing is on the acks=all path of every fsync topic (leader and each follower), so it waits for as
+// little as it can: lmdb-js resolves a write at about the time its sync completes, and the store's
+// background flush marks it flushed within the next event-loop turn. Waiting one turn usually shows
+// the batch durable; only when it does not is a store flush forced (which also writes the high
+// watermark checkpoints: one more synced transaction). Checkpoints are otherwise written every
+// highWatermarkCheckpointIntervalMs, as Kafka does; a stale one only makes a restarted replica start
+// from a lower high watermark, never hold one above its flushed log.
 import { ErrorCode, type PartitionState, resolveTopicConfig, type TopicConfig } from "@runnel/proto";
 import type { Logger } from "@runnel/common";
 import type { LogStore } from "../log/index.js";
@@ -14,6 +22,8 @@ import { logConfigOf, Partition } from "./partition.js";
 export const leaderTickIntervalMs = 100;
 /** How often retention runs over every partition. */
 export const retentionCheckIntervalMs = 30_000;
+/** How often high watermark checkpoints are written when no forced flush wrote them (Kafka's default). */
+export const highWatermarkCheckpointIntervalMs = 5_000;
 
 export interface ReplicaManagerOptions {
   brokerId: number;
@@ -45,9 +55,12 @@ export class ReplicaManager {
   private readonly partitionsByKey = new Map<string, Partition>();
   private readonly fetchers = new Map<number, ReplicaFetcher>();
   private changes: Promise<void> = Promise.resolve();
-  private flushWanted = false;
+  /** Leader partitions waiting for a flush, each up to the log end offset it had when it asked. */
+  private readonly flushTargets = new Map<Partition, bigint>();
+  private checkpointWanted = false;
   private flushing: Promise<void> | undefined;
   private readonly tickTimer: NodeJS.Timeout;
+  private readonly checkpointTimer: NodeJS.Timeout;
   private readonly retentionTimer: NodeJS.Timeout;
   private retentionRunning = false;
   private stopped = false;
@@ -55,6 +68,10 @@ export class ReplicaManager {
   constructor(private readonly options: ReplicaManagerOptions) {
     this.tickTimer = setInterval(() => this.tick(), leaderTickIntervalMs);
     this.retentionTimer = setInterval(() => void this.applyRetention(), options.retentionCheckIntervalMs ?? retentionCheckIntervalMs);
+    this.checkpointTimer = setInterval(() => {
+      this.checkpointWanted = true;
+      this.flushing ??= this.flushLoop();
+    }, highWatermarkCheckpointIntervalMs);
   }
 
   get brokerId(): number {
@@ -125,7 +142,7 @@ export class ReplicaManager {
       const log = this.options.store.openPartition(topic.topicId, topic.name, state.partition, logConfigOf(config));
       p = new Partition(log, me, config, {
         nowMs: monotonicNowMs,
-        requestFlush: () => this.requestFlush(),
+        requestFlush: (part) => this.requestFlush(part),
         proposeIsr: (part, proposal) => void this.proposeIsr(part, proposal),
         logger: this.options.logger,
       });
@@ -157,6 +174,7 @@ export class ReplicaManager {
   private async dropPartition(p: Partition): Promise<void> {
     p.close(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION);
     this.partitionsByKey.delete(key(p.topic, p.index));
+    this.flushTargets.delete(p);
     await this.options.store.deletePartition(p.log.topicId, p.index);
     this.options.logger.info({ partition: p.name, topicId: p.log.topicId }, "deleted partition data");
   }
@@ -186,7 +204,7 @@ export class ReplicaManager {
           brokerEpoch: () => this.options.brokerEpoch(),
           logger: this.options.logger,
           partitionsFollowing: (leaderId) => this.partitionsFollowing(leaderId),
-          flush: () => this.flushNow(),
+          awaitFlushed: (partitions) => this.awaitFlushed(partitions),
           fatal: (err) => this.options.fatal(err),
           appendedBytes: (leaderId, bytes) => this.options.followerAppendedBytes?.(leaderId, bytes),
         });
@@ -214,23 +232,50 @@ export class ReplicaManager {
   // ---------------------------------------------------------------------------------------------
   // Group commit
 
-  /** Asks for a flush covering everything appended so far; flushes run back to back, never in parallel. */
-  requestFlush(): void {
-    this.flushWanted = true;
-    if (this.flushing === undefined) this.flushing = this.flushLoop();
+  /**
+   * Asks for `p` (a leader) to be flushed up to its current log end offset and its leader state told;
+   * flush rounds run back to back, never in parallel.
+   */
+  requestFlush(p: Partition): void {
+    const target = p.log.logEndOffset;
+    const previous = this.flushTargets.get(p);
+    if (previous === undefined || target > previous) this.flushTargets.set(p, target);
+    this.flushing ??= this.flushLoop();
+  }
+
+  /**
+   * Resolves once each of `partitions` has flushed everything it had appended at the call (a
+   * follower's fsync before it reports its flushed offset); leader states hear of it too.
+   */
+  async awaitFlushed(partitions: readonly Partition[]): Promise<void> {
+    const targets = partitions.map((p) => [p, p.log.logEndOffset] as const);
+    const covered = () => targets.every(([p, target]) => p.log.flushedOffset >= target);
+    if (!covered()) await nextEventLoopTurn();
+    if (!covered()) await this.options.store.flush();
+    this.noteFlushed();
   }
 
   /** Flushes now (joining a flush in progress, then one more) and resolves when it is done. */
   async flushNow(): Promise<void> {
     await this.options.store.flush();
+    this.noteFlushed();
+  }
+
+  /** Leader states learn what the store has flushed, whoever asked for it. */
+  private noteFlushed(): void {
     for (const p of this.partitionsByKey.values()) p.flushed();
   }
 
   private async flushLoop(): Promise<void> {
     try {
-      while (this.flushWanted && !this.stopped) {
-        this.flushWanted = false;
-        await this.flushNow();
+      while ((this.flushTargets.size > 0 || this.checkpointWanted) && !this.stopped) {
+        const targets = [...this.flushTargets];
+        this.flushTargets.clear();
+        const checkpoint = this.checkpointWanted;
+        this.checkpointWanted = false;
+        if (!checkpoint) await nextEventLoopTurn();
+        if (checkpoint || targets.some(([p, target]) => p.log.flushedOffset < target)) await this.flushNow();
+        else this.noteFlushed();
       }
     } catch (err) {
       this.options.fatal(err);
@@ -273,12 +318,18 @@ export class ReplicaManager {
     this.stopped = true;
     clearInterval(this.tickTimer);
     clearInterval(this.retentionTimer);
+    clearInterval(this.checkpointTimer);
     await Promise.all([...this.fetchers.values()].map((f) => f.stop()));
     this.fetchers.clear();
     await this.changes;
     for (const p of this.partitionsByKey.values()) p.close(ErrorCode.NOT_LEADER);
     await this.flushing;
   }
+}
+
+/** Lets callbacks already queued (the store's background flush completing) run first. */
+function nextEventLoopTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function topicConfig(t: TopicEntry, logger: Logger): TopicConfig {

@@ -28,7 +28,8 @@ export interface FetcherHost {
   logger: Logger;
   /** Partitions currently following this fetcher's leader. */
   partitionsFollowing(leaderId: number): Partition[];
-  flush(): Promise<void>;
+  /** Resolves once each partition has flushed everything it had appended at the call. */
+  awaitFlushed(partitions: readonly Partition[]): Promise<void>;
   /** An impossible state was found: stop the process loudly. */
   fatal(err: unknown): void;
   /** Batch bytes appended from this leader (metrics). */
@@ -121,7 +122,8 @@ export class ReplicaFetcher {
         if (outcome === "backoff") backoff = true;
       }
       if (appended.length > 0) {
-        if (appended.some((p) => p.config.durability === "fsync")) await this.host.flush();
+        const durable = appended.filter((p) => p.config.durability === "fsync");
+        if (durable.length > 0) await this.host.awaitFlushed(durable);
         for (const p of appended) syncFlushed(p);
       }
       for (const pr of response) {
