@@ -5,6 +5,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
+import { decodeBatch, RecordBatch } from "@runnel/proto";
+import { ceilingBatch } from "../src/bench/ceiling.js";
+import { BenchUsageError, parseBenchArgs } from "../src/bench/options.js";
 
 const repo = join(import.meta.dirname, "..", "..");
 
@@ -43,6 +46,36 @@ describe("npm run bench", () => {
       expect(existsSync(clusterDir!)).toBe(false);
     } finally {
       rmSync(out, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("bench options for W5 and the ceiling", () => {
+  it("run W5 and the ceiling by default, and --no-ceiling, --w5-* and --ceiling-seconds change them", () => {
+    const d = parseBenchArgs([]);
+    expect(d).not.toBe("help");
+    if (d === "help") return;
+    expect(d.workloads).toContain("W5");
+    expect({ ceiling: d.ceiling, w5Jobs: d.w5Jobs, w5Workers: d.w5Workers, w5Prefetch: d.w5Prefetch, w5Api: d.w5Api }).toEqual({ ceiling: true, w5Jobs: 20_000, w5Workers: 4, w5Prefetch: 100, w5Api: "share" });
+    const o = parseBenchArgs(["--no-ceiling", "--ceiling-seconds", "3", "--w5-jobs", "100", "--w5-workers", "2", "--w5-prefetch", "7", "--w5-api", "tasks", "--workloads", "w5"]);
+    if (o === "help") throw new Error("unexpected help");
+    expect({ ceiling: o.ceiling, ceilingSeconds: o.ceilingSeconds, w5Jobs: o.w5Jobs, w5Workers: o.w5Workers, w5Prefetch: o.w5Prefetch, w5Api: o.w5Api, workloads: o.workloads })
+      .toEqual({ ceiling: false, ceilingSeconds: 3, w5Jobs: 100, w5Workers: 2, w5Prefetch: 7, w5Api: "tasks", workloads: ["W5"] });
+  });
+
+  it("refuses an unknown --w5-api and a --w5-workers of 0", () => {
+    expect(() => parseBenchArgs(["--w5-api", "celery"])).toThrow(BenchUsageError);
+    expect(() => parseBenchArgs(["--w5-workers", "0"])).toThrow(BenchUsageError);
+  });
+
+  it("builds the ceiling's batch as a valid RecordBatch of W1's batch size (256 KiB less the producer's overheads)", () => {
+    for (const [valueBytes, records] of [[1024, 250], [100, 2113]] as const) {
+      const b = ceilingBatch(valueBytes);
+      expect(b.recordsPerBatch).toBe(records);
+      const decoded = decodeBatch(RecordBatch.decode(b.bytes));
+      expect(decoded).toHaveLength(records);
+      expect(decoded.every((r) => r.value?.byteLength === valueBytes)).toBe(true);
+      expect(b.bytes.byteLength).toBeLessThanOrEqual(256 * 1024);
     }
   });
 });
