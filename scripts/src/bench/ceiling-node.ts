@@ -124,11 +124,11 @@ class Leader {
   }
 
   private onStream(call: grpc.ServerDuplexStream<Buffer, Buffer>): void {
-    const index = this.streams.length;
-    let hello = false;
+    // The index is taken at the hello, when the stream is added: streams may open before either says hello.
+    let index = -1;
     call.on("data", (msg: Buffer) => {
-      if (!hello) {
-        hello = true;
+      if (index < 0) {
+        index = this.streams.length;
         this.streams.push(call);
         this.acked.push(0);
         this.streamsChanged?.();

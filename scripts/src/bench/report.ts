@@ -117,9 +117,11 @@ export function formatReport(report: BenchReport): string {
   return [
     `Workloads: W1 one producer, window ${o.windowRecords} records, ${o.valueBytes} B and ${o.smallValueBytes} B values, up to ${o.records} records or ` +
       `${o.seconds} s after ${o.warmupRecords} warm-up records; W2 ${o.w2RatePerSec} records/s of ${o.valueBytes} B for ${o.w2Seconds} s, one reader; ` +
-      `W3 ${o.w3Records} records of ${o.valueBytes} B read from the beginning; W4 one producer as in W1, three readers each receiving everything; ` +
-      `W5 ${o.w5Jobs} preloaded jobs of ${o.valueBytes} B on one queue, ${o.w5Workers} workers, prefetch ${o.w5Prefetch}, one acknowledgement per job` +
-      `${o.workloads.includes("W5") ? ` (Runnel: ${o.w5Api === "share" ? "shareConsumer" : "tasks.worker"})` : ""}. ` +
+      `W3 ${o.w3Records} records of ${o.valueBytes} B read from the beginning; W4 one producer as in W1, three readers each receiving everything` +
+      (o.workloads.includes("W5")
+        ? `; W5 ${o.w5Jobs} preloaded jobs of ${o.valueBytes} B on one queue, ${o.w5Workers} workers, prefetch ${o.w5Prefetch}, one acknowledgement per job ` +
+          `(Runnel: ${o.w5Api === "share" ? "shareConsumer" : "tasks.worker"}). `
+        : ". ") +
       `Runnel: ${o.partitions} partitions, producer lingerMs ${defaultLingerMs}, batches up to ${defaultBatchMaxBytes / 1024} KiB, ` +
       `${o.maxInFlightPerPartition === undefined ? "default" : o.maxInFlightPerPartition} batches in flight per partition.`,
     `Machine: ${m["cpuCount"]} × ${m["cpuModel"]}, ${m["memoryGiB"]} GiB, Node ${m["node"]}, temp dir on ${m["tmpdirFilesystem"]}, ` +
