@@ -43,6 +43,9 @@ describe("runnel CLI: usage errors", () => {
     [["dlq", "redrive", "t", "--max-messages", "-3"], /--max-messages must be an integer >= 1/],
     [["share", "describe"], /missing required argument 'group'/],
     [["dlq", "purge", "t"], /unknown command 'purge'/],
+    [["consume", "t", "--ack", "reject"], /--ack and --reason need --share-group/],
+    [["consume", "t", "--share-group", "g", "--from-beginning"], /--share-group takes records from every partition/],
+    [["consume", "t", "--share-group", "g", "--ack", "drop"], /option '--ack <type>' argument 'drop' is invalid/],
   ])("runnel %j exits 2 with one line", async (args, message) => {
     const r = await cli(args);
     expect(r.code).toBe(2);

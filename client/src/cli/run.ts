@@ -18,6 +18,9 @@ export const cliMaxPendingRecords = 10_000;
 export const progressIntervalMs = 1000;
 /** Deadline of CLI requests, in milliseconds: a person is waiting. */
 export const cliRequestTimeoutMs = 10_000;
+/** `consume --share-group`: most records held unacknowledged at once, and the longest single poll. */
+export const shareCliMaxInFlightRecords = 500;
+export const shareCliPollMs = 1_000;
 
 export interface CliOutput {
   write(text: string): unknown;
@@ -300,7 +303,18 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     .option("--timeout-ms <t>", "exit after this long without a new record", positiveInt("--timeout-ms"))
     .option("--instance-id <id>", "static group membership id (with --group)")
     .option("--commit-interval-ms <t>", "auto-commit interval (with --group)", positiveInt("--commit-interval-ms"))
-    .action(async (topicName: string, o: { group?: string; fromBeginning?: boolean; partition?: number; offset?: bigint; maxMessages?: number; timeoutMs?: number; instanceId?: string; commitIntervalMs?: number }) => {
+    .option("--share-group <group>", "take records as a member of a share group (task queue): each record is acknowledged (--ack)")
+    .addOption(new Option("--ack <type>", "with --share-group: what to answer for each record printed").choices(["accept", "release", "reject"]).default("accept"))
+    .option("--reason <text>", "with --share-group and --ack release|reject: the failure reason (kept with the record; a dead letter's runnel.dlq.reason)")
+    .action(async (topicName: string, o: { group?: string; shareGroup?: string; ack: "accept" | "release" | "reject"; reason?: string; fromBeginning?: boolean; partition?: number; offset?: bigint; maxMessages?: number; timeoutMs?: number; instanceId?: string; commitIntervalMs?: number }) => {
+      if (o.shareGroup !== undefined) {
+        if (o.group !== undefined || o.partition !== undefined || o.offset !== undefined || o.fromBeginning || o.instanceId !== undefined) {
+          throw new UsageError("--share-group takes records from every partition where the group left off; leave out --group, --partition, --offset, --from-beginning and --instance-id");
+        }
+        await consumeShared(topicName, o.shareGroup, o);
+        return;
+      }
+      if (o.ack !== "accept" || o.reason !== undefined) throw new UsageError("--ack and --reason need --share-group");
       if (o.group !== undefined && (o.partition !== undefined || o.offset !== undefined)) throw new UsageError("--group assigns partitions itself; leave out --partition and --offset");
       if (o.offset !== undefined && o.partition === undefined) throw new UsageError("--offset needs --partition");
       if (o.offset !== undefined && o.fromBeginning) throw new UsageError("use either --offset or --from-beginning, not both");
@@ -343,6 +357,56 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         await consumer.close();
       }
     });
+
+  /** `consume --share-group`: poll, print and acknowledge each record; every acknowledgement is flushed before exit. */
+  async function consumeShared(topicName: string, groupId: string, o: { ack: "accept" | "release" | "reject"; reason?: string; maxMessages?: number; timeoutMs?: number }): Promise<void> {
+    const c = await connect();
+    await c.metadata.ensureTopic(topicName);
+    const maxInFlight = Math.min(o.maxMessages ?? shareCliMaxInFlightRecords, shareCliMaxInFlightRecords);
+    const consumer = c.shareConsumer({ groupId, topics: [topicName], maxInFlightRecords: maxInFlight, clientId: "runnel-cli" });
+    const json = globals().json === true;
+    const stop = aborted(io.signal);
+    let count = 0;
+    const failed: string[] = [];
+    try {
+      let idleSince = Date.now();
+      while (o.maxMessages === undefined || count < o.maxMessages) {
+        const left = o.timeoutMs === undefined ? shareCliPollMs : Math.max(1, o.timeoutMs - (Date.now() - idleSince));
+        const want = Math.min(maxInFlight, (o.maxMessages ?? Number.MAX_SAFE_INTEGER) - count);
+        const polled = await Promise.race([consumer.poll({ maxRecords: want, timeoutMs: Math.min(left, shareCliPollMs) }), stop]);
+        if (polled === "aborted") break;
+        if (polled.length === 0) {
+          if (o.timeoutMs !== undefined && Date.now() - idleSince >= o.timeoutMs) break;
+          continue;
+        }
+        idleSince = Date.now();
+        for (const r of polled) {
+          if (o.maxMessages !== undefined && count >= o.maxMessages) {
+            consumer.release(r);
+            continue;
+          }
+          count += 1;
+          if (json) {
+            out(jsonLine({
+              partition: r.partition, offset: r.offset, key: r.key?.toString("utf8") ?? null, value: r.value?.toString("utf8") ?? null,
+              timestamp: r.timestamp, headers: Object.fromEntries(r.headers.map((h) => [h.key, h.value.toString("utf8")])), deliveryCount: r.deliveryCount,
+            }));
+          } else {
+            out(`${r.value?.toString("utf8") ?? ""}\n`);
+          }
+          if (o.ack === "accept") consumer.accept(r);
+          else if (o.ack === "release") consumer.release(r, o.reason === undefined ? {} : { reason: o.reason });
+          else consumer.reject(r, o.reason ?? "rejected with runnel consume --ack reject");
+        }
+      }
+      for (const result of await consumer.flush()) {
+        if (result.error !== undefined) failed.push(`partition ${result.partition} offsets ${result.firstOffset}-${result.lastOffset}: ${result.error.message}`);
+      }
+    } finally {
+      await consumer.close();
+    }
+    if (failed.length > 0) throw new Error(`${failed.length} acknowledgement${failed.length === 1 ? "" : "s"} did not apply (the records went back to the group): ${failed.slice(0, 3).join("; ")}`);
+  }
 
   // --- offsets -----------------------------------------------------------------------------------
   program.command("offsets <topic>").description("earliest, latest or by-time offsets per partition")
