@@ -10,12 +10,20 @@
 //     other member still holds (assigned or revoking); the rest follow on later heartbeats.
 // So no partition is ever held by two members (checkNoDoubleOwnership), and members whose partitions
 // do not move keep them through every rebalance.
+//
+// Timeouts, enforced by tickGroups (KIP-848): a member silent for the session timeout is removed; a
+// member asked to revoke partitions that has not confirmed within its rebalance timeout (counted from
+// when the revocation was asked) is fenced, i.e. removed, so a member that heartbeats but never lets go
+// cannot block the partitions forever. A group without members for the offsets retention is deleted
+// with its committed offsets, and offsets of deleted topics are dropped.
 import { invariant } from "@runnel/common";
 import { ErrorCode, type TopicPartitions } from "@runnel/proto";
 import { assign, assignorNames, defaultAssignor, type AssignorMember, type AssignorName, type TopicAssignment } from "./assignors.js";
 import {
   checkNoDoubleOwnership,
   type CommittedOffsetRecord,
+  defaultGroupOffsetsRetentionMs,
+  defaultMemberRebalanceTimeoutMs,
   fromKeys,
   type GroupConfig,
   type GroupRecord,
@@ -177,18 +185,54 @@ export function reconcile(group: GroupRecord, member: MemberRecord, owned: Parti
   };
 }
 
-function putGroup(state: GroupsState, group: GroupRecord): GroupsState {
+/** Stores the group; an empty group's offsets retention starts when it becomes empty. */
+function putGroup(state: GroupsState, group: GroupRecord, nowMs: number): GroupsState {
   checkNoDoubleOwnership(group);
+  const emptySinceMs = group.members.size > 0 ? undefined : (group.emptySinceMs ?? nowMs);
   const groups = new Map(state.groups);
-  groups.set(group.groupId, group);
+  groups.set(group.groupId, emptySinceMs === group.emptySinceMs ? group : { ...group, emptySinceMs });
   return { ...state, groups };
 }
 
-function setHeartbeat(state: GroupsState, groupId: string, memberId: string, nowMs: number | undefined): GroupsState {
+function setHeartbeat(state: GroupsState, groupId: string, memberId: string, nowMs: number): GroupsState {
   const lastHeartbeatMs = new Map(state.lastHeartbeatMs);
-  if (nowMs === undefined) lastHeartbeatMs.delete(memberKey(groupId, memberId));
-  else lastHeartbeatMs.set(memberKey(groupId, memberId), nowMs);
+  lastHeartbeatMs.set(memberKey(groupId, memberId), nowMs);
   return { ...state, lastHeartbeatMs };
+}
+
+function setRevocationDeadline(state: GroupsState, groupId: string, memberId: string, deadlineMs: number | undefined): GroupsState {
+  const key = memberKey(groupId, memberId);
+  if (state.revocationDeadlineMs.get(key) === deadlineMs) return state;
+  const revocationDeadlineMs = new Map(state.revocationDeadlineMs);
+  if (deadlineMs === undefined) revocationDeadlineMs.delete(key);
+  else revocationDeadlineMs.set(key, deadlineMs);
+  return { ...state, revocationDeadlineMs };
+}
+
+/** Drops the volatile timers of a member that is removed or replaced. */
+function forgetMember(state: GroupsState, groupId: string, memberId: string): GroupsState {
+  const lastHeartbeatMs = new Map(state.lastHeartbeatMs);
+  lastHeartbeatMs.delete(memberKey(groupId, memberId));
+  return setRevocationDeadline({ ...state, lastHeartbeatMs }, groupId, memberId, undefined);
+}
+
+function rebalanceTimeoutOf(member: MemberRecord): number {
+  return member.rebalanceTimeoutMs > 0 ? member.rebalanceTimeoutMs : defaultMemberRebalanceTimeoutMs;
+}
+
+/**
+ * The rebalance-timeout rule: the deadline is set when revocation is asked of the member (its
+ * `revoking` set gains partitions), kept while it confirms part of them, and cleared once nothing is
+ * left to revoke.
+ */
+function withRevocationDeadline(state: GroupsState, groupId: string, before: MemberRecord, after: MemberRecord, nowMs: number): GroupsState {
+  const revoking = keysOf(after.revoking);
+  if (revoking.size === 0) return setRevocationDeadline(state, groupId, after.memberId, undefined);
+  const previous = keysOf(before.revoking);
+  const asked = [...revoking].some((k) => !previous.has(k));
+  const current = state.revocationDeadlineMs.get(memberKey(groupId, after.memberId));
+  if (!asked && current !== undefined) return state;
+  return setRevocationDeadline(state, groupId, after.memberId, nowMs + rebalanceTimeoutOf(after));
 }
 
 function withoutMember(group: GroupRecord, memberId: string): GroupRecord {
@@ -230,34 +274,50 @@ export function heartbeat(state: GroupsState, input: HeartbeatInput, counts: Par
     const member = group.members.get(input.memberId);
     if (member === undefined) return answer(s, ok); // already gone: leaving is idempotent
     if (input.memberEpoch === staticLeaveEpoch && member.instanceId !== "") {
-      // A static member keeps its place (and partitions) until its session times out or it rejoins.
-      return answer(s, ok);
+      // A static member keeps its place (and assigned partitions) until its session times out, counted
+      // from this leave, or a new incarnation rejoins with its instance id. Epoch -2 marks the instance
+      // id as released (and fences the old process). What it was revoking is released: the process
+      // committed and stopped reading before leaving.
+      const left: MemberRecord = { ...member, memberEpoch: staticLeaveEpoch, previousMemberEpoch: staticLeaveEpoch, revoking: noPartitions };
+      group = { ...group, members: new Map(group.members).set(left.memberId, left) };
+      s = setRevocationDeadline(setHeartbeat(s, group.groupId, left.memberId, nowMs), group.groupId, left.memberId, undefined);
+      return answer(putGroup(s, group, nowMs), ok, left.memberId, staticLeaveEpoch);
     }
-    s = setHeartbeat(s, group.groupId, member.memberId, undefined);
+    s = forgetMember(s, group.groupId, member.memberId);
     group = withTarget(bumpIfTopicsChanged(withoutMember(group, member.memberId), counts), counts);
-    return answer(putGroup(s, group), ok, member.memberId, leaveEpoch);
+    return answer(putGroup(s, group, nowMs), ok, member.memberId, leaveEpoch);
   }
 
   let member: MemberRecord | undefined;
   if (input.memberEpoch === joinEpoch) {
     const byInstance = input.instanceId === "" ? undefined : [...group.members.values()].find((m) => m.instanceId === input.instanceId);
+    if (byInstance !== undefined && byInstance.memberEpoch !== staticLeaveEpoch && byInstance.memberId !== input.memberId) {
+      // KIP-848's UNRELEASED_INSTANCE_ID, which errors.proto lacks: INVALID_REQUEST is the closest code
+      // that is not retriable (as UNRELEASED_INSTANCE_ID is fatal to a Kafka consumer): two live
+      // processes with one instance id is a configuration mistake, and retrying would hide it. Not
+      // FENCED_MEMBER_EPOCH: that tells a member to drop its partitions and rejoin, which loops here.
+      // The same incarnation (it knows the member id) may rejoin, e.g. after FENCED_MEMBER_EPOCH.
+      return answer(s, fail(ErrorCode.INVALID_REQUEST, `instance id "${input.instanceId}" is held by member ${byInstance.memberId} of group ${group.groupId}, which has not left (UNRELEASED_INSTANCE_ID): the running process must leave with member epoch -2 first, or its session must expire (${config.sessionTimeoutMs} ms without a heartbeat)`));
+    }
     if (input.memberId !== "" && group.members.has(input.memberId) && group.members.get(input.memberId) !== byInstance) {
       // The same dynamic member joins again (it lost its partitions, e.g. after being fenced).
-      s = setHeartbeat(s, group.groupId, input.memberId, undefined);
+      s = forgetMember(s, group.groupId, input.memberId);
       group = withoutMember(group, input.memberId);
     }
     if (byInstance !== undefined) {
-      // Static membership: the new incarnation takes the old one's place, epoch and partitions.
+      // Static membership: the new incarnation takes the old one's place and assigned partitions; it
+      // starts at epoch 0 and reconciles to the target like any joining member (keeping what the
+      // target still gives it).
       const members = new Map(group.members);
       members.delete(byInstance.memberId);
-      member = { ...byInstance, memberId: input.newMemberId, clientId: input.clientId, rebalanceTimeoutMs: input.rebalanceTimeoutMs };
+      member = { ...byInstance, memberId: input.newMemberId, clientId: input.clientId, rebalanceTimeoutMs: input.rebalanceTimeoutMs, memberEpoch: 0, previousMemberEpoch: 0, revoking: noPartitions };
       members.set(member.memberId, member);
       const targetAssignment = new Map(group.targetAssignment);
       const t = targetAssignment.get(byInstance.memberId);
       targetAssignment.delete(byInstance.memberId);
       if (t !== undefined) targetAssignment.set(member.memberId, t);
       group = { ...group, members, targetAssignment };
-      s = setHeartbeat(s, group.groupId, byInstance.memberId, undefined);
+      s = forgetMember(s, group.groupId, byInstance.memberId);
     } else {
       if (group.members.size >= maxMembersPerGroup) return answer(s, fail(ErrorCode.INVALID_REQUEST, `group ${group.groupId} has ${maxMembersPerGroup} members, its limit`));
       if (input.subscribedTopicNames.length === 0 && input.subscribedTopicRegex === "") {
@@ -304,43 +364,108 @@ export function heartbeat(state: GroupsState, input: HeartbeatInput, counts: Par
   group = { ...group, members: new Map(group.members).set(member.memberId, member) };
   group = withTarget(bumpIfTopicsChanged(group, counts), counts);
   // Members always report what they own (nothing, when joining), which confirms revocations.
-  const reconciled = reconcile(group, group.members.get(member.memberId)!, partitionsOf(input.ownedPartitions));
+  const before = group.members.get(member.memberId)!;
+  const reconciled = reconcile(group, before, partitionsOf(input.ownedPartitions));
   group = { ...group, members: new Map(group.members).set(reconciled.memberId, reconciled) };
-  s = setHeartbeat(putGroup(s, group), group.groupId, reconciled.memberId, nowMs);
+  s = setHeartbeat(putGroup(s, group, nowMs), group.groupId, reconciled.memberId, nowMs);
+  s = withRevocationDeadline(s, group.groupId, before, reconciled, nowMs);
   return answer(s, ok, reconciled.memberId, reconciled.memberEpoch, toTopicPartitions(reconciled.assigned));
 }
 
 // ---------------------------------------------------------------------------------------------
-// Session expiry
+// Timeouts and retention
 
 export interface GroupTickResult {
   /** "group/member" of every member whose session expired. */
   expiredMembers: string[];
+  /** "group/member" of every member fenced for not confirming a revocation within its rebalance timeout. */
+  revocationTimedOutMembers: string[];
+  /** Groups deleted with their committed offsets after having no members for the offsets retention. */
+  expiredGroups: string[];
+  /** "group/topic" for each group's committed offsets of a deleted topic, dropped. */
+  droppedOffsetTopics: string[];
 }
 
-/** Removes members whose last heartbeat is older than the session timeout; their partitions move. */
+/** Whether the set of existing topics changed since `before`, and whether any topic of it is gone. */
+function topicChanges(before: ReadonlySet<string> | undefined, counts: PartitionCounts): { changed: boolean; deleted: boolean } {
+  if (before === undefined) return { changed: true, deleted: true };
+  let deleted = false;
+  for (const t of before) if (!counts.has(t)) deleted = true;
+  return { changed: deleted || before.size !== counts.size, deleted };
+}
+
+/**
+ * The timers of the group machine, run on every controller tick:
+ *  - members whose last heartbeat is older than the session timeout are removed;
+ *  - members still revoking partitions past their rebalance timeout are fenced (removed): their next
+ *    heartbeat gets UNKNOWN_MEMBER_ID and they rejoin; either way their partitions move to others;
+ *  - groups that have had no members for the offsets retention are deleted with their offsets;
+ *  - committed offsets of topics that no longer exist are dropped (checked when a topic disappears:
+ *    commits to topics that do not exist are refused, so nothing else can leave such offsets).
+ */
 export function tickGroups(state: GroupsState, counts: PartitionCounts, nowMs: number, config: GroupConfig): GroupResult<GroupTickResult> {
-  const expiredMembers: string[] = [];
-  let s = state;
+  const retentionMs = config.offsetsRetentionMs ?? defaultGroupOffsetsRetentionMs;
+  const response: GroupTickResult = { expiredMembers: [], revocationTimedOutMembers: [], expiredGroups: [], droppedOffsetTopics: [] };
+  const topics = topicChanges(state.topicsAtLastOffsetSweep, counts);
+  let s = topics.changed ? { ...state, topicsAtLastOffsetSweep: new Set(counts.keys()) } : state;
   for (const group of state.groups.values()) {
     let g = group;
     for (const m of group.members.values()) {
-      const last = state.lastHeartbeatMs.get(memberKey(group.groupId, m.memberId));
-      if (last !== undefined && nowMs - last <= config.sessionTimeoutMs) continue;
-      expiredMembers.push(`${group.groupId}/${m.memberId}`);
+      const key = memberKey(group.groupId, m.memberId);
+      const last = state.lastHeartbeatMs.get(key);
+      const deadline = state.revocationDeadlineMs.get(key);
+      if (last === undefined || nowMs - last > config.sessionTimeoutMs) {
+        response.expiredMembers.push(`${group.groupId}/${m.memberId}`);
+      } else if (deadline !== undefined && nowMs > deadline) {
+        invariant(Object.keys(m.revoking).length > 0, () => `group ${group.groupId}: member ${m.memberId} has a revocation deadline (${deadline} ms) but nothing to revoke`);
+        response.revocationTimedOutMembers.push(`${group.groupId}/${m.memberId}`);
+      } else {
+        continue;
+      }
       g = withoutMember(g, m.memberId);
-      s = setHeartbeat(s, group.groupId, m.memberId, undefined);
+      s = forgetMember(s, group.groupId, m.memberId);
     }
-    if (g !== group) s = putGroup(s, withTarget(bumpIfTopicsChanged(g, counts), counts));
+    if (g !== group) g = withTarget(bumpIfTopicsChanged(g, counts), counts);
+    if (topics.deleted) {
+      const gone = new Set<string>();
+      const offsets = new Map(g.offsets);
+      for (const k of g.offsets.keys()) {
+        const topic = k.slice(0, k.lastIndexOf("\u0000"));
+        if (counts.has(topic)) continue;
+        offsets.delete(k);
+        gone.add(topic);
+      }
+      if (gone.size > 0) {
+        g = { ...g, offsets };
+        for (const t of [...gone].sort()) response.droppedOffsetTopics.push(`${group.groupId}/${t}`);
+      }
+    }
+    if (g.members.size === 0 && g.emptySinceMs !== undefined && nowMs - g.emptySinceMs >= retentionMs) {
+      const groups = new Map(s.groups);
+      groups.delete(group.groupId);
+      s = { ...s, groups };
+      response.expiredGroups.push(group.groupId);
+      continue;
+    }
+    if (g !== group) s = putGroup(s, g, nowMs);
   }
-  return { state: s, response: { expiredMembers } };
+  return { state: s, response };
 }
 
-/** After a controller restart: every member gets one session timeout of grace from nowMs. */
+/**
+ * After a controller restart: every member gets one session timeout of grace from nowMs, and a member
+ * that was revoking partitions gets its whole rebalance timeout again (the deadlines are not stored).
+ */
 export function graceAfterLoad(state: GroupsState, nowMs: number): GroupsState {
   const lastHeartbeatMs = new Map<string, number>();
-  for (const g of state.groups.values()) for (const m of g.members.keys()) lastHeartbeatMs.set(memberKey(g.groupId, m), nowMs);
-  return { ...state, lastHeartbeatMs };
+  const revocationDeadlineMs = new Map<string, number>();
+  for (const g of state.groups.values()) {
+    for (const m of g.members.values()) {
+      lastHeartbeatMs.set(memberKey(g.groupId, m.memberId), nowMs);
+      if (Object.keys(m.revoking).length > 0) revocationDeadlineMs.set(memberKey(g.groupId, m.memberId), nowMs + rebalanceTimeoutOf(m));
+    }
+  }
+  return { ...state, lastHeartbeatMs, revocationDeadlineMs };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,7 +499,8 @@ export function offsetCommit(state: GroupsState, input: OffsetCommitInput, count
   } else {
     const member = group?.members.get(input.memberId);
     if (group === undefined || member === undefined) return whole(fail(ErrorCode.UNKNOWN_MEMBER_ID, `group ${input.groupId} has no member ${input.memberId}`));
-    if (input.memberEpoch !== member.memberEpoch && input.memberEpoch !== member.previousMemberEpoch) {
+    // A negative epoch never commits: -2 marks a static member that left (its instance id released).
+    if (input.memberEpoch < 0 || (input.memberEpoch !== member.memberEpoch && input.memberEpoch !== member.previousMemberEpoch)) {
       return whole(fail(ErrorCode.FENCED_MEMBER_EPOCH, `member ${input.memberId} of group ${input.groupId} committed with epoch ${input.memberEpoch}; its epoch is ${member.memberEpoch}`));
     }
   }
@@ -397,8 +523,9 @@ export function offsetCommit(state: GroupsState, input: OffsetCommitInput, count
     }
     topics.push({ topic: t.topic, partitions: results });
   }
-  group = { ...group, offsets };
-  return { state: putGroup(state, group), response: { ...ok, topics } };
+  // A commit from outside to an empty group restarts its offsets retention (it is in use).
+  group = { ...group, offsets, emptySinceMs: group.members.size === 0 ? nowMs : group.emptySinceMs };
+  return { state: putGroup(state, group, nowMs), response: { ...ok, topics } };
 }
 
 export interface CommittedOffsetView {

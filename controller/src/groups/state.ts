@@ -1,6 +1,7 @@
 // The consumer-group state: plain immutable data, replaced (never mutated) by the commands. What is
-// durable (groups with members, epochs, assignments, subscriptions; committed offsets) is persisted by
-// the store; member heartbeat times are volatile and rebuilt at load (one session timeout of grace).
+// durable (groups with members, epochs, assignments, subscriptions, when an empty group became empty;
+// committed offsets) is persisted by the store; member heartbeat times and revocation deadlines are
+// volatile and rebuilt at load (one session timeout, and one rebalance timeout, of grace).
 import { invariant } from "@runnel/common";
 import type { AssignorName } from "./assignors.js";
 
@@ -45,21 +46,40 @@ export interface GroupRecord {
   readonly subscriptionSignature: string;
   /** Committed offsets, keyed by offsetKey(topic, partition). */
   readonly offsets: ReadonlyMap<string, CommittedOffsetRecord>;
+  /**
+   * While the group has no members: when it last became empty or last had offsets committed from
+   * outside (the start of its offsets retention). Undefined while it has members.
+   */
+  readonly emptySinceMs: number | undefined;
 }
 
 export interface GroupsState {
   readonly groups: ReadonlyMap<string, GroupRecord>;
   /** Last heartbeat per member (memberKey(group, member)), ms. Volatile. */
   readonly lastHeartbeatMs: ReadonlyMap<string, number>;
+  /**
+   * Per member with partitions to revoke (memberKey): the time by which it must have confirmed
+   * releasing them, or it is fenced (KIP-848 rebalance timeout). Volatile.
+   */
+  readonly revocationDeadlineMs: ReadonlyMap<string, number>;
+  /** The topics that existed when committed offsets were last swept for deleted topics. Volatile. */
+  readonly topicsAtLastOffsetSweep: ReadonlySet<string> | undefined;
 }
+
+/** How long a group may stay without members before it is deleted with its committed offsets (Kafka's offsets.retention.minutes). */
+export const defaultGroupOffsetsRetentionMs = 7 * 24 * 60 * 60 * 1000;
+/** The rebalance timeout of a member that sent none (rebalance_timeout_ms = 0, the proto default). */
+export const defaultMemberRebalanceTimeoutMs = 60_000;
 
 /** Settings the group state machine needs from the process (all times in ms). */
 export interface GroupConfig {
   sessionTimeoutMs: number;
   heartbeatIntervalMs: number;
+  /** defaultGroupOffsetsRetentionMs when left out. */
+  offsetsRetentionMs?: number;
 }
 
-export const emptyGroupsState: GroupsState = { groups: new Map(), lastHeartbeatMs: new Map() };
+export const emptyGroupsState: GroupsState = { groups: new Map(), lastHeartbeatMs: new Map(), revocationDeadlineMs: new Map(), topicsAtLastOffsetSweep: undefined };
 
 export function offsetKey(topic: string, partition: number): string {
   return `${topic}\u0000${partition}`;
@@ -70,7 +90,7 @@ export function memberKey(groupId: string, memberId: string): string {
 }
 
 export function newGroup(groupId: string, assignor: AssignorName): GroupRecord {
-  return { groupId, groupEpoch: 0, targetEpoch: 0, assignor, members: new Map(), targetAssignment: new Map(), subscriptionSignature: "", offsets: new Map() };
+  return { groupId, groupEpoch: 0, targetEpoch: 0, assignor, members: new Map(), targetAssignment: new Map(), subscriptionSignature: "", offsets: new Map(), emptySinceMs: undefined };
 }
 
 // --- partition set helpers -------------------------------------------------------------------------

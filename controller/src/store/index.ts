@@ -6,8 +6,9 @@
 // written: the state is copy-on-write, so a changed record is a different object.
 // Liveness is not stored: on load every broker is "not alive" and gets one session timeout of grace.
 // Consumer groups live in a second database ("groups") of the same environment: "group/<id>" holds a
-// group's epochs, assignor, members and assignments; "offset/<id>\0<topic>\0<partition>" one committed
-// offset. Member heartbeat times are not stored: every member gets one session timeout of grace.
+// group's epochs, assignor, members and assignments (and, while it has none, since when: the start of its
+// offsets retention); "offset/<id>\0<topic>\0<partition>" one committed offset. A deleted group's records
+// are removed with it. Member heartbeat times are not stored: every member gets one session timeout of grace.
 // Share-group states live in a third database ("share-state"), binary values, owned and written by
 // share/state-store.ts with its own group commit; close() waits for its last flush too.
 import { mkdirSync } from "node:fs";
@@ -273,6 +274,8 @@ export class MetadataStore {
         members: new Map(v.members.map((m) => [m.memberId, m])),
         targetAssignment: new Map(Object.entries(v.targetAssignment)),
         offsets: offsets.get(v.groupId) ?? new Map(),
+        // Stores written before offsets retention lack it: the retention starts at this load.
+        emptySinceMs: v.members.length > 0 ? undefined : (v.emptySinceMs ?? nowMs),
       });
     }
     for (const groupId of offsets.keys()) {
@@ -289,7 +292,7 @@ export class MetadataStore {
     for (const [id, g] of next.groups) {
       const old = prev.groups.get(id);
       if (old === g) continue;
-      if (old === undefined || old.groupEpoch !== g.groupEpoch || old.targetEpoch !== g.targetEpoch || old.assignor !== g.assignor || old.members !== g.members || old.targetAssignment !== g.targetAssignment || old.subscriptionSignature !== g.subscriptionSignature) {
+      if (old === undefined || old.groupEpoch !== g.groupEpoch || old.targetEpoch !== g.targetEpoch || old.assignor !== g.assignor || old.members !== g.members || old.targetAssignment !== g.targetAssignment || old.subscriptionSignature !== g.subscriptionSignature || old.emptySinceMs !== g.emptySinceMs) {
         const value = groupValueOf(g);
         if (old === undefined || JSON.stringify(groupValueOf(old)) !== JSON.stringify(value)) puts.push([`group/${id}`, value]);
       }
@@ -355,6 +358,8 @@ interface GroupValue {
   subscriptionSignature: string;
   members: MemberRecord[];
   targetAssignment: Record<string, Partitions>;
+  /** Absent while the group has members. */
+  emptySinceMs?: number;
 }
 
 interface OffsetValue {
@@ -376,5 +381,6 @@ function groupValueOf(g: GroupRecord): GroupValue {
     subscriptionSignature: g.subscriptionSignature,
     members: [...g.members.values()],
     targetAssignment: Object.fromEntries(g.targetAssignment),
+    ...(g.emptySinceMs === undefined ? {} : { emptySinceMs: g.emptySinceMs }),
   };
 }
