@@ -264,6 +264,14 @@ export interface ShareFetchRequest {
    * ShareFetchPartitionResponse.acknowledge_results.
    */
   acknowledgements: ShareAcknowledgeTopic[];
+  /**
+   * Set: the leader may send, instead of a whole batch, a batch cut down to a run of acquired records
+   * (fewer bytes when a member takes a few records of a large batch). Such a batch keeps the stored
+   * batch's header fields and base_offset, and its records keep their offset_delta (so the first
+   * need not be 0); record_count is the number of records it holds and crc covers its records bytes.
+   * A record's offset is base_offset + offset_delta either way. Unset: whole batches.
+   */
+  acquiredRecordsOnly: boolean;
 }
 
 /** Records handed to the member: a run of offsets with the same delivery count. */
@@ -305,8 +313,8 @@ export interface ShareFetchPartitionResponse {
     | LeaderHint
     | undefined;
   /**
-   * Whole batches holding the acquired records, in offset order. Only the offsets listed in
-   * `acquired` are the member's; skip the batches' other records.
+   * Whole batches holding the acquired records (or, with acquired_records_only, runs of them), in
+   * offset order. Only the offsets listed in `acquired` are the member's; skip the batches' other records.
    */
   batches: RecordBatch[];
   /** The acquired runs, in offset order. */
@@ -474,7 +482,17 @@ export interface WriteShareStateRequest {
   partition: number;
   leaderEpoch: number;
   /** The whole new state; it replaces the previous one. */
-  state: SharePartitionState | undefined;
+  state:
+    | SharePartitionState
+    | undefined;
+  /**
+   * Lets a leader keep several writes of one share partition in flight. 0: applied in arrival order.
+   * Otherwise the leader numbers its writes of the share partition increasingly, each holding every
+   * change of the ones before it; the controller applies a write only when its sequence is above the
+   * last one it applied from the same broker registration (broker_epoch) and leader epoch, and answers
+   * a write it did not apply once the newer state that replaced it is on disk.
+   */
+  writeSequence: bigint;
 }
 
 export interface WriteShareStateResponse {
@@ -1400,6 +1418,7 @@ function createBaseShareFetchRequest(): ShareFetchRequest {
     maxWaitMs: 0,
     lockDurationMs: 0,
     acknowledgements: [],
+    acquiredRecordsOnly: false,
   };
 }
 
@@ -1425,6 +1444,9 @@ export const ShareFetchRequest: MessageFns<ShareFetchRequest> = {
     }
     for (const v of message.acknowledgements) {
       ShareAcknowledgeTopic.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.acquiredRecordsOnly !== false) {
+      writer.uint32(64).bool(message.acquiredRecordsOnly);
     }
     return writer;
   },
@@ -1498,6 +1520,14 @@ export const ShareFetchRequest: MessageFns<ShareFetchRequest> = {
             message.acknowledgements.push(ShareAcknowledgeTopic.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.acquiredRecordsOnly = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1543,6 +1573,11 @@ export const ShareFetchRequest: MessageFns<ShareFetchRequest> = {
       acknowledgements: globalThis.Array.isArray(object?.acknowledgements)
         ? object.acknowledgements.map((e: any) => ShareAcknowledgeTopic.fromJSON(e))
         : [],
+      acquiredRecordsOnly: isSet(object.acquiredRecordsOnly)
+        ? globalThis.Boolean(object.acquiredRecordsOnly)
+        : isSet(object.acquired_records_only)
+        ? globalThis.Boolean(object.acquired_records_only)
+        : false,
     };
   },
 
@@ -1569,6 +1604,9 @@ export const ShareFetchRequest: MessageFns<ShareFetchRequest> = {
     if (message.acknowledgements?.length) {
       obj.acknowledgements = message.acknowledgements.map((e) => ShareAcknowledgeTopic.toJSON(e));
     }
+    if (message.acquiredRecordsOnly !== false) {
+      obj.acquiredRecordsOnly = message.acquiredRecordsOnly;
+    }
     return obj;
   },
 
@@ -1584,6 +1622,7 @@ export const ShareFetchRequest: MessageFns<ShareFetchRequest> = {
     message.maxWaitMs = object.maxWaitMs ?? 0;
     message.lockDurationMs = object.lockDurationMs ?? 0;
     message.acknowledgements = object.acknowledgements?.map((e) => ShareAcknowledgeTopic.fromPartial(e)) || [];
+    message.acquiredRecordsOnly = object.acquiredRecordsOnly ?? false;
     return message;
   },
 };
@@ -3838,7 +3877,16 @@ export const ReadShareStateResponse: MessageFns<ReadShareStateResponse> = {
 };
 
 function createBaseWriteShareStateRequest(): WriteShareStateRequest {
-  return { brokerId: 0, brokerEpoch: 0n, groupId: "", topic: "", partition: 0, leaderEpoch: 0, state: undefined };
+  return {
+    brokerId: 0,
+    brokerEpoch: 0n,
+    groupId: "",
+    topic: "",
+    partition: 0,
+    leaderEpoch: 0,
+    state: undefined,
+    writeSequence: 0n,
+  };
 }
 
 export const WriteShareStateRequest: MessageFns<WriteShareStateRequest> = {
@@ -3866,6 +3914,12 @@ export const WriteShareStateRequest: MessageFns<WriteShareStateRequest> = {
     }
     if (message.state !== undefined) {
       SharePartitionState.encode(message.state, writer.uint32(58).fork()).join();
+    }
+    if (message.writeSequence !== 0n) {
+      if (BigInt.asUintN(64, message.writeSequence) !== message.writeSequence) {
+        throw new globalThis.Error("value provided for field message.writeSequence of type uint64 too large");
+      }
+      writer.uint32(64).uint64(message.writeSequence);
     }
     return writer;
   },
@@ -3939,6 +3993,14 @@ export const WriteShareStateRequest: MessageFns<WriteShareStateRequest> = {
             message.state = SharePartitionState.decode(reader, reader.uint32());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.writeSequence = reader.uint64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3976,6 +4038,11 @@ export const WriteShareStateRequest: MessageFns<WriteShareStateRequest> = {
         ? globalThis.Number(object.leader_epoch)
         : 0,
       state: isSet(object.state) ? SharePartitionState.fromJSON(object.state) : undefined,
+      writeSequence: isSet(object.writeSequence)
+        ? BigInt(object.writeSequence)
+        : isSet(object.write_sequence)
+        ? BigInt(object.write_sequence)
+        : 0n,
     };
   },
 
@@ -4002,6 +4069,9 @@ export const WriteShareStateRequest: MessageFns<WriteShareStateRequest> = {
     if (message.state !== undefined) {
       obj.state = SharePartitionState.toJSON(message.state);
     }
+    if (message.writeSequence !== 0n) {
+      obj.writeSequence = message.writeSequence.toString();
+    }
     return obj;
   },
 
@@ -4021,6 +4091,9 @@ export const WriteShareStateRequest: MessageFns<WriteShareStateRequest> = {
     message.state = (object.state !== undefined && object.state !== null)
       ? SharePartitionState.fromPartial(object.state)
       : undefined;
+    message.writeSequence = (object.writeSequence !== undefined && object.writeSequence !== null)
+      ? BigInt(object.writeSequence)
+      : 0n;
     return message;
   },
 };
