@@ -373,6 +373,38 @@ describe("share-state store group commit (gated fsync)", () => {
     await store.close();
   });
 
+  it("pipelined writes: an older sequence from the same writer and leader epoch is not applied and is answered once the newer state is on disk", async () => {
+    const db = new GatedDb();
+    const store = ShareStateStore.load(db as unknown as Database<Buffer, string>, { onFatal: (err) => expect.unreachable(String(err)) });
+    const writer = (writeSequence: bigint, brokerEpoch = 7n) => ({ brokerId: 1, brokerEpoch, writeSequence });
+    const done: string[] = [];
+    void store.write("g", "t", 0, 3, stateOf(0n, 1n), writer(1n)).then(() => done.push("s1"));
+    await settle();
+    // Sequence 3 arrives before sequence 2 (several writes in flight): 2 must not replace 3.
+    void store.write("g", "t", 0, 3, stateOf(0n, 3n), writer(3n)).then(() => done.push("s3"));
+    void store.write("g", "t", 0, 3, stateOf(0n, 2n), writer(2n)).then(() => done.push("s2"));
+    expect(store.get("g", "t", 0)!.state.endOffset).toBe(3n);
+    db.release();
+    await settle();
+    expect(done).toEqual(["s1"]); // s2 waits for the flush that holds s3
+    db.release();
+    await settle();
+    expect(done).toEqual(["s1", "s3", "s2"]);
+    expect(db.written.flat().filter((w) => w.startsWith("put"))).toHaveLength(2);
+    // A new registration (restarted broker) or a new leader epoch restarts the numbering; 0 is unordered.
+    void store.write("g", "t", 0, 3, stateOf(0n, 4n), writer(1n, 8n));
+    expect(store.get("g", "t", 0)!.state.endOffset).toBe(4n);
+    void store.write("g", "t", 0, 4, stateOf(0n, 5n), writer(1n, 8n));
+    expect(store.get("g", "t", 0)!.state.endOffset).toBe(5n);
+    void store.write("g", "t", 0, 4, stateOf(0n, 6n), writer(0n, 8n));
+    void store.write("g", "t", 0, 4, stateOf(0n, 7n));
+    expect(store.get("g", "t", 0)!.state.endOffset).toBe(7n);
+    db.release();
+    await settle();
+    db.release();
+    await store.close();
+  });
+
   it("a flush failure is fatal: the waiting writes fail, onFatal is called, later writes are refused", async () => {
     const db = new GatedDb();
     const fatal: unknown[] = [];
@@ -490,11 +522,11 @@ describe("share RPCs over gRPC with LMDB", () => {
     expect(await rpc(c, "readShareState", asLeader)).toMatchObject({ errorCode: ErrorCode.ERROR_CODE_NONE, found: false });
     expect((await rpc(c, "describeShareGroups", { groupIds: ["workers"] })).groups[0]!.errorCode).toBe(ErrorCode.GROUP_ID_NOT_FOUND);
 
-    expect(await rpc(c, "writeShareState", { ...asLeader, state: stateOf(0n, 2n) })).toEqual({ errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "" });
+    expect(await rpc(c, "writeShareState", { ...asLeader, state: stateOf(0n, 2n), writeSequence: 0n })).toEqual({ errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "" });
     expect(await rpc(c, "readShareState", asLeader)).toEqual({ errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "", found: true, state: stateOf(0n, 2n) });
 
     // Fencing through the RPCs.
-    const notLeader = await rpc(c, "writeShareState", { ...asLeader, brokerId: follower, brokerEpoch: epochs.get(follower)!, state: stateOf(0n, 3n) });
+    const notLeader = await rpc(c, "writeShareState", { ...asLeader, brokerId: follower, brokerEpoch: epochs.get(follower)!, state: stateOf(0n, 3n), writeSequence: 0n });
     expect(notLeader.errorCode).toBe(ErrorCode.NOT_LEADER);
     expect(notLeader.errorMessage).toContain(`current leader broker ${leader}`);
     expect((await rpc(c, "readShareState", { ...asLeader, brokerEpoch: 999n })).errorCode).toBe(ErrorCode.STALE_BROKER_EPOCH);
@@ -502,7 +534,7 @@ describe("share RPCs over gRPC with LMDB", () => {
     expect((await rpc(c, "readShareState", asLeader)).state).toEqual(stateOf(0n, 2n)); // the refused write changed nothing
 
     // Validation answers INVALID_ARGUMENT.
-    const invalid = await rpc(c, "writeShareState", { ...asLeader, state: { startOffset: 5n, endOffset: 1n, ranges: [] } }).then(
+    const invalid = await rpc(c, "writeShareState", { ...asLeader, state: { startOffset: 5n, endOffset: 1n, ranges: [] }, writeSequence: 0n }).then(
       () => undefined,
       (err: grpc.ServiceError) => err,
     );
@@ -547,15 +579,18 @@ describe("share RPCs over gRPC with LMDB", () => {
     const epoch = await register(c, 1);
     expect((await rpc(c, "createTopics", { topics: [{ name: "q", partitions: 8, replicationFactor: 1, configs: {} }], validateOnly: false })).topics[0]!.errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
     const parts = (await snapshot(c)).topics.find((t) => t.name === "q")!.partitions;
-    // Each (group, partition) has one writer issuing increasing states one after another, as a leader
-    // does; all of them run at once so the controller's flushes carry many writes.
+    // Each (group, partition) has one writer issuing increasing states with three writes in flight at
+    // once, numbered, as a leader does; all of them run at once so the controller's flushes carry many
+    // writes. Once write i is answered, a read sees state i or a later one, never an earlier one.
     const writer = async (group: string, partition: number) => {
       const call = { brokerId: 1, brokerEpoch: epoch, groupId: group, topic: "q", partition, leaderEpoch: parts[partition]!.leaderEpoch };
-      for (let i = 1n; i <= 15n; i++) {
-        expect((await rpc(c, "writeShareState", { ...call, state: stateOf(0n, i) })).errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
-        const read = await rpc(c, "readShareState", call);
-        expect(read.found).toBe(true);
-        expect(read.state!.endOffset).toBe(i);
+      for (let i = 1n; i <= 15n; i += 3n) {
+        await Promise.all([i, i + 1n, i + 2n].map(async (n) => {
+          expect((await rpc(c, "writeShareState", { ...call, state: stateOf(0n, n), writeSequence: n })).errorCode).toBe(ErrorCode.ERROR_CODE_NONE);
+          const read = await rpc(c, "readShareState", call);
+          expect(read.found).toBe(true);
+          expect(read.state!.endOffset >= n).toBe(true);
+        }));
       }
     };
     const writers: Promise<void>[] = [];

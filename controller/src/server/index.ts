@@ -439,7 +439,7 @@ export class ControllerCore {
         if (!fence.ok) return { errorCode: fence.errorCode, errorMessage: fence.errorMessage };
         let flushed: Promise<void>;
         try {
-          flushed = this.shareStates.write(r.groupId, fence.topicId, r.partition, r.leaderEpoch, r.state!);
+          flushed = this.shareStates.write(r.groupId, fence.topicId, r.partition, r.leaderEpoch, r.state!, { brokerId: r.brokerId, brokerEpoch: r.brokerEpoch, writeSequence: r.writeSequence });
         } catch (err) {
           if (err instanceof ShareStoreFull) return { errorCode: ErrorCode.THROTTLED, errorMessage: err.message };
           throw err;

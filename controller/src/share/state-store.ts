@@ -9,6 +9,13 @@
 // before it is flushed: a write answered OK to any leader is always seen by a later read, and a read
 // never returns a state that is not yet on disk. A flush failure is fatal (the caller's onFatal).
 //
+// Pipelined writes. A leader may have several writes of one key in flight, numbered with an increasing
+// write sequence; they may arrive out of order. The store remembers (in memory) who applied the last
+// write of each key: a write from the same broker registration and leader epoch with a sequence not
+// above it is older than the state already applied, so it is not applied and is answered when the
+// newer state is on disk (a later write holds every change of an earlier one). After a controller
+// restart nothing is remembered and the first write of each key applies.
+//
 // Keys use the topic id, not the name, so a topic deleted and created again starts with no state;
 // the states of deleted topics are removed by prune() (the controller calls it when the topic set changes).
 //
@@ -39,6 +46,13 @@ export interface StoredShareState {
 }
 
 /** A write refused because a store bound is reached (answered THROTTLED; nothing changed). */
+/** Who sent a write, to order pipelined writes of one key; writeSequence 0 means unordered (always applied). */
+export interface ShareStateWriter {
+  readonly brokerId: number;
+  readonly brokerEpoch: bigint;
+  readonly writeSequence: bigint;
+}
+
 export class ShareStoreFull extends Error {
   override name = "ShareStoreFull";
 }
@@ -113,6 +127,8 @@ export class ShareStateStore {
   private readonly groups = new Map<string, Map<string, StoredShareState>>();
   /** topic id -> group ids holding a state of it (for prune). */
   private readonly groupsByTopic = new Map<string, Set<string>>();
+  /** Store key -> the writer and leader epoch of its last applied sequenced write. */
+  private readonly lastWrites = new Map<string, ShareStateWriter & { leaderEpoch: number }>();
   private count = 0;
   private totalBytes = 0;
   private open: Batch | undefined;
@@ -159,10 +175,20 @@ export class ShareStateStore {
 
   /**
    * Replaces the state now (a read arriving after this call sees it) and resolves once it is on disk.
-   * Throws ShareStoreFull (nothing changed) when a bound would be exceeded.
+   * Throws ShareStoreFull (nothing changed) when a bound would be exceeded. A write older than the
+   * one applied last from the same writer (see ShareStateWriter) is not applied; it resolves once the
+   * newer state is on disk.
    */
-  write(groupId: string, topicId: string, partition: number, leaderEpoch: number, state: SharePartitionState): Promise<void> {
+  write(groupId: string, topicId: string, partition: number, leaderEpoch: number, state: SharePartitionState, writer?: ShareStateWriter): Promise<void> {
     this.checkUsable();
+    const key = shareStateKey(groupId, topicId, partition);
+    const last = this.lastWrites.get(key);
+    if (
+      writer !== undefined && writer.writeSequence > 0n && last !== undefined && last.brokerId === writer.brokerId &&
+      last.brokerEpoch === writer.brokerEpoch && last.leaderEpoch === leaderEpoch && last.writeSequence >= writer.writeSequence
+    ) {
+      return this.whenFlushed();
+    }
     const value = encodeStoredShareState(leaderEpoch, state);
     const old = this.get(groupId, topicId, partition);
     if (value.length > maxShareStateBytes) throw new ShareStoreFull(`share state of group ${groupId} on ${topicId}/${partition} is ${value.length} bytes; at most ${maxShareStateBytes}`);
@@ -171,7 +197,9 @@ export class ShareStateStore {
       throw new ShareStoreFull(`share states would take more than ${maxShareStateStoreBytes} bytes on the controller`);
     }
     this.apply({ groupId, topicId, partition, leaderEpoch, state, bytes: value.length });
-    return this.enqueue(shareStateKey(groupId, topicId, partition), value);
+    if (writer !== undefined && writer.writeSequence > 0n) this.lastWrites.set(key, { ...writer, leaderEpoch });
+    else this.lastWrites.delete(key);
+    return this.enqueue(key, value);
   }
 
   /** Resolves when every write accepted before this call is on disk. */
@@ -198,7 +226,9 @@ export class ShareStateStore {
           this.count -= 1;
           this.totalBytes -= s.bytes;
           removed += 1;
-          void this.enqueue(shareStateKey(groupId, topicId, s.partition), undefined);
+          const key = shareStateKey(groupId, topicId, s.partition);
+          this.lastWrites.delete(key);
+          void this.enqueue(key, undefined);
         }
         if (states.size === 0) this.groups.delete(groupId);
       }
