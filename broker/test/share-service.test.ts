@@ -54,6 +54,7 @@ function snapshot(port: number): MetadataEvent {
           topic("retry", { "max.delivery.attempts": "2", "dead.letter.topic": "retry-dead" }),
           topic("retry-dead"),
           topic("poll"),
+          topic("slices"),
           topic("elsewhere", {}, 1, 2),
         ],
       },
@@ -87,6 +88,7 @@ function shareFetch(o: FetchOpts): Promise<ShareFetchResponse> {
     maxWaitMs: o.maxWaitMs ?? 0,
     lockDurationMs: o.lockDurationMs ?? 0,
     acknowledgements: o.acknowledgements ?? [],
+    acquiredRecordsOnly: o.acquiredRecordsOnly ?? false,
   };
   return callUnary(client, client.shareFetch, req, 20_000);
 }
@@ -187,6 +189,21 @@ describe("acquire and acknowledge", () => {
     expect(acquiredValues(other)).toEqual(["b1"]);
     const none = part(await shareFetch({ topic: "jobs", memberId: "m3" }), "jobs");
     expect(none).toMatchObject({ errorCode: ErrorCode.ERROR_CODE_NONE, acquired: [], batches: [] });
+  });
+
+  it("with acquired_records_only the batches hold exactly the acquired records (cut from the stored batch); without, whole batches", async () => {
+    await produce("slices", 0, values(10, "c"));
+    const m1 = part(await shareFetch({ topic: "slices", maxRecords: 3, acquiredRecordsOnly: true }), "slices");
+    expect(m1.acquired).toEqual([{ firstOffset: 0n, lastOffset: 2n, deliveryCount: 1 }]);
+    const m1Records = m1.batches.flatMap((b) => decodeBatch(b)); // each batch's CRC is checked
+    expect(m1Records.map((r) => [r.offset, dec.decode(r.value), dec.decode(r.key)])).toEqual([[0n, "c0", "k0"], [1n, "c1", "k1"], [2n, "c2", "k2"]]);
+    const m2 = part(await shareFetch({ topic: "slices", memberId: "m2", maxRecords: 4, acquiredRecordsOnly: true }), "slices");
+    expect(m2.batches.flatMap((b) => decodeBatch(b)).map((r) => dec.decode(r.value))).toEqual(["c3", "c4", "c5", "c6"]);
+    expect(m2.batches.every((b) => b.header!.baseOffset === 0n)).toBe(true);
+    const m3 = part(await shareFetch({ topic: "slices", memberId: "m3", maxRecords: 10 }), "slices");
+    expect(m3.acquired).toEqual([{ firstOffset: 7n, lastOffset: 9n, deliveryCount: 1 }]);
+    expect(m3.batches.flatMap((b) => decodeBatch(b))).toHaveLength(10);
+    expect(acquiredValues(m3)).toEqual(["c7", "c8", "c9"]);
   });
 
   it("accepted records are never handed out again; released ones come back with a higher delivery count", async () => {

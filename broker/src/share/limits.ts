@@ -37,8 +37,6 @@ export const maxLoadedSharePartitions = 10_000;
 export const shareIdleEvictionMs = 10 * 60_000;
 /** How often the share manager expires locks, dead-letters, persists and wakes long polls. */
 export const shareTickIntervalMs = 100;
-/** Bytes read from the log per read when admitting records into a window. */
-export const maxAdmitBytesPerRead = 4 * 1024 * 1024;
 /** Bytes read from the log per read when collecting the batches of acquired or dead-lettered records. */
 export const shareReadChunkBytes = 1024 * 1024;
 /** Dead letters produced per share partition per round. */
@@ -48,3 +46,13 @@ export const deadLetterRetryMinMs = 100;
 export const deadLetterRetryMaxMs = 30_000;
 /** Deadline of producing one round of dead letters (the client retries within it). */
 export const deadLetterProduceTimeoutMs = 30_000;
+/**
+ * Share-state writes of one share partition in flight to the controller at once. Each waits for a
+ * controller flush (fsync); letting a change go at once instead of after the write before it saves a
+ * round trip per answer, and beyond this bound changes ride the next write (group commit).
+ */
+export const maxShareWritesInFlight = 4;
+/** Batches each share partition keeps from its last log reads (the window's first batches and admission's current one). */
+export const maxCachedBatchesPerSharePartition = 8;
+/** Bytes of cached batches across all share partitions of a broker. */
+export const maxShareBatchCacheBytes = 64 * 1024 * 1024;

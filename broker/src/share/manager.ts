@@ -4,12 +4,15 @@
 // writes to the share-state store, the tick (lock expiry, retention, dead letters, persistence,
 // waking long polls) and the dead-letter producer.
 //
-// The duties, in order: change the state -> write it (one write in flight per share partition; every
-// change made meanwhile rides the next one) -> answer once a write covering the change is durable. A
+// The duties, in order: change the state -> write it -> answer once a write covering the change is
+// durable. Writes are pipelined: a change starts a write at once while fewer than
+// maxShareWritesInFlight of its share partition are in flight (each numbered with a write sequence, so
+// the controller never lets an older state replace a newer one); beyond that, every change made
+// meanwhile rides the next write (group commit). Each answer waits only for the write covering it. A
 // fenced write, a new leader epoch or a lost leadership drops the loaded state; the next leader reads
 // back the last durable state. Clocks: lock deadlines and delays are wall-clock ms (Date.now()) since
 // they are persisted and read by the next leader, so brokers are assumed to have synchronised clocks.
-import { deadLetterHeaderPrefix, deadLetterHeaders, deadLetterTopicOf, decodeBatch, ErrorCode, RecordBatch, type RecordHeader } from "@runnel/proto";
+import { BinaryReader, checksum, deadLetterHeaderPrefix, deadLetterHeaders, deadLetterTopicOf, decodeBatch, ErrorCode, RecordBatch, type RecordHeader } from "@runnel/proto";
 import { InvariantError, type Logger } from "@runnel/common";
 import type { Partition } from "../partition/partition.js";
 import { Waiters } from "../partition/waiters.js";
@@ -19,14 +22,15 @@ import type { DeadLetter, DeadLetterSink } from "./dead-letters.js";
 import {
   deadLetterRetryMaxMs,
   deadLetterRetryMinMs,
-  maxAdmitBytesPerRead,
   maxDeadLettersPerRound,
   maxLoadedSharePartitions,
+  maxShareBatchCacheBytes,
+  maxShareWritesInFlight,
   shareIdleEvictionMs,
   shareReadChunkBytes,
   shareTickIntervalMs,
 } from "./limits.js";
-import { scanNotBefore } from "./not-before.js";
+import { BatchCacheBudget, ShareBatchCache } from "./batch-cache.js";
 import { SharePartition } from "./state/share-partition.js";
 import type { AdmittedRun, DeadLetterCandidate, ShareLimits } from "./state/types.js";
 import { isFencing, type ShareStateKey, type ShareStateStore } from "./store.js";
@@ -51,7 +55,9 @@ export class ShareEntry {
   /** Long-polling ShareFetches of this share partition; woken when a record becomes acquirable. */
   readonly waiters = new Waiters();
   persistedVersion: number;
-  writing = false;
+  /** The version the last write started carried. */
+  sentVersion: number;
+  writesInFlight = 0;
   readonly writeWaiters: WriteWaiter[] = [];
   dropped: ShareProblem | undefined;
   lastUsedMs: number;
@@ -67,8 +73,11 @@ export class ShareEntry {
     readonly leaderEpoch: number,
     readonly sp: SharePartition,
     nowMs: number,
+    /** The batches this share partition read from the log last. */
+    readonly cache: ShareBatchCache,
   ) {
     this.persistedVersion = sp.version;
+    this.sentVersion = sp.version;
     this.lastUsedMs = nowMs;
     this.maxDeliveryAttempts = partition.config.maxDeliveryAttempts;
   }
@@ -100,10 +109,30 @@ function idOf(groupId: string, topic: string, partition: number): string {
   return `${groupId}\u0000${topic}\u0000${partition}`;
 }
 
-/** Whole batches holding every offset of `runs` (ascending), skipping batches whose base offset is in `seen`. */
-export function readBatchesCovering(p: Partition, runs: ReadonlyArray<{ firstOffset: bigint; lastOffset: bigint }>, seen: Set<bigint>): { batches: Uint8Array[]; bytes: number } {
+/**
+ * Whole batches holding every offset of `runs` (ascending), skipping batches whose base offset is in
+ * `seen`; taken from `cache` when given (and read into it otherwise).
+ */
+export function readBatchesCovering(p: Partition, runs: ReadonlyArray<{ firstOffset: bigint; lastOffset: bigint }>, seen: Set<bigint>, cache?: ShareBatchCache): { batches: Uint8Array[]; bytes: number } {
   const batches: Uint8Array[] = [];
   let bytes = 0;
+  if (cache !== undefined) {
+    for (const run of runs) {
+      let offset = run.firstOffset;
+      while (offset <= run.lastOffset) {
+        // Up to the log end, not the high watermark (see below).
+        const b = cache.batchContaining(p, offset > p.log.logStartOffset ? offset : p.log.logStartOffset, p.log.logEndOffset);
+        if (b === undefined) return { batches, bytes };
+        if (!seen.has(b.baseOffset)) {
+          seen.add(b.baseOffset);
+          batches.push(b.wire);
+          bytes += b.wire.length;
+        }
+        offset = b.lastOffset + 1n;
+      }
+    }
+    return { batches, bytes };
+  }
   for (const run of runs) {
     let offset = run.firstOffset > p.log.logStartOffset ? run.firstOffset : p.log.logStartOffset;
     while (offset <= run.lastOffset) {
@@ -126,12 +155,67 @@ export function readBatchesCovering(p: Partition, runs: ReadonlyArray<{ firstOff
   return { batches, bytes };
 }
 
+/**
+ * The records [firstOffset, lastOffset] of a stored batch (encoded RecordBatch) as a batch of their
+ * own, for ShareFetch's acquired_records_only: the stored header and base offset, the records' bytes
+ * untouched (they keep their offset_delta), record_count and crc of the slice. The stored bytes
+ * themselves when the range covers the whole batch. The batch was checked when read from the log.
+ */
+export function sliceBatch(wire: Uint8Array, firstOffset: bigint, lastOffset: bigint, where: string): Uint8Array {
+  const batch = RecordBatch.decode(wire);
+  const h = batch.header;
+  if (h === undefined) throw new InvariantError(`${where}: stored batch without a header`);
+  const base = h.baseOffset;
+  const from = firstOffset > base ? Number(firstOffset - base) : 0;
+  const to = Math.min(h.recordCount - 1, Number(lastOffset - base));
+  if (from === 0 && to === h.recordCount - 1) return wire;
+  if (from > to) throw new InvariantError(`${where}: slice [${firstOffset}, ${lastOffset}] misses the batch at ${base} (${h.recordCount} records)`);
+  // A RecordSet is a run of length-delimited records (field 1) in offset_delta order: the slice is
+  // the byte span of records from..to, found by walking the fields without decoding them.
+  const reader = new BinaryReader(batch.records);
+  let start = -1;
+  let end = -1;
+  for (let i = 0; i <= to && reader.pos < reader.len; ) {
+    const fieldStart = reader.pos;
+    const tag = reader.uint32();
+    if (tag >>> 3 !== 1 || (tag & 7) !== 2) {
+      reader.skip(tag & 7);
+      continue;
+    }
+    const len = reader.uint32();
+    reader.pos += len;
+    if (i === from) start = fieldStart;
+    if (i === to) end = reader.pos;
+    i++;
+  }
+  if (start < 0 || end < 0 || end > batch.records.length) throw new InvariantError(`${where}: batch at ${base} holds fewer than ${to + 1} records`);
+  const records = batch.records.subarray(start, end);
+  return RecordBatch.encode({ header: { ...h, recordCount: to - from + 1, crc: checksum(records) }, records }).finish();
+}
+
+/** The acquired runs' records as batches cut to each run (see sliceBatch), in offset order. */
+export function readRunsCovering(p: Partition, runs: ReadonlyArray<{ firstOffset: bigint; lastOffset: bigint }>, cache: ShareBatchCache): { batches: Uint8Array[]; bytes: number } {
+  const batches: Uint8Array[] = [];
+  let bytes = 0;
+  for (const run of runs) {
+    for (const wire of readBatchesCovering(p, [run], new Set(), cache).batches) {
+      const slice = sliceBatch(wire, run.firstOffset, run.lastOffset, p.name);
+      batches.push(slice);
+      bytes += slice.length;
+    }
+  }
+  return { batches, bytes };
+}
+
 export class ShareManager {
   private readonly entries = new Map<string, ShareEntry>();
   private readonly loads = new Map<string, Promise<ShareEntry | ShareProblem>>();
   private readonly timer: NodeJS.Timeout;
   private readonly nowMs: () => number;
+  private readonly cacheBudget = new BatchCacheBudget(maxShareBatchCacheBytes);
   private stopped = false;
+  /** Numbers every share-state write of this process; increasing, so the controller can order a partition's writes. */
+  private writeSequence = 0n;
 
   constructor(private readonly options: ShareManagerOptions) {
     this.nowMs = options.nowMs ?? Date.now;
@@ -189,7 +273,7 @@ export class ShareManager {
         ...(this.options.limits === undefined ? {} : { limits: this.options.limits }),
         partition: p.name,
       });
-      const e = new ShareEntry(id, groupId, p, leaderEpoch, sp, this.nowMs());
+      const e = new ShareEntry(id, groupId, p, leaderEpoch, sp, this.nowMs(), new ShareBatchCache(this.cacheBudget));
       this.entries.set(id, e);
       this.options.logger.info({ group: groupId, partition: p.name, leaderEpoch, found: read.state !== undefined, start: String(sp.startOffset), end: String(sp.endOffset) }, "loaded share partition");
       return e;
@@ -214,6 +298,7 @@ export class ShareManager {
     if (e.dropped !== undefined) return;
     e.dropped = problem;
     if (this.entries.get(e.id) === e) this.entries.delete(e.id);
+    e.cache.clear();
     for (const w of e.writeWaiters.splice(0)) w.resolve(problem);
     e.waiters.wakeAll();
     this.options.logger.info({ group: e.groupId, partition: e.partition.name, leaderEpoch: e.leaderEpoch, why: problem.message }, "dropped share partition state");
@@ -233,7 +318,7 @@ export class ShareManager {
   }
 
   private isIdle(e: ShareEntry, now: number, idleMs: number): boolean {
-    if (now - e.lastUsedMs < idleMs || e.writing || e.deadLetterRunning || e.waiters.size > 0 || e.sp.version !== e.persistedVersion) return false;
+    if (now - e.lastUsedMs < idleMs || e.writesInFlight > 0 || e.deadLetterRunning || e.waiters.size > 0 || e.sp.version !== e.persistedVersion) return false;
     const s = e.sp.summary();
     return s.acquired === 0 && s.deadLettering === 0;
   }
@@ -247,24 +332,23 @@ export class ShareManager {
     const hw = p.log.highWatermark;
     let next = sp.endOffset;
     const runs: AdmittedRun[] = [];
+    // Batch by batch through the cache: admission usually stops inside a batch (the window is full)
+    // and goes on from there at the next fetch.
     while (room > 0 && next < hw) {
-      const read = p.log.read(next, maxAdmitBytesPerRead, hw);
-      if (read.batches.length === 0) break;
-      for (const b of read.batches) {
-        const scan = scanNotBefore(b);
-        for (let i = 0; i < scan.notBeforeMs.length && room > 0; i++) {
-          const offset = scan.baseOffset + BigInt(i);
-          if (offset < next) continue;
-          if (offset !== next) throw new InvariantError(`${e.name}: admission expected offset ${next} next, the log holds ${offset} (batch at ${scan.baseOffset})`);
-          const notBeforeMs = scan.notBeforeMs[i]!;
-          const last = runs[runs.length - 1];
-          if (last !== undefined && last.notBeforeMs === notBeforeMs) last.lastOffset = offset;
-          else runs.push({ firstOffset: offset, lastOffset: offset, notBeforeMs });
-          next = offset + 1n;
-          room--;
-        }
-        if (room === 0) break;
+      const b = e.cache.batchContaining(p, next, hw);
+      if (b === undefined) break;
+      const scan = e.cache.notBeforeOf(b);
+      for (let i = next > scan.baseOffset ? Number(next - scan.baseOffset) : 0; i < scan.notBeforeMs.length && room > 0; i++) {
+        const offset = scan.baseOffset + BigInt(i);
+        if (offset !== next) throw new InvariantError(`${e.name}: admission expected offset ${next} next, the log holds ${offset} (batch at ${scan.baseOffset})`);
+        const notBeforeMs = scan.notBeforeMs[i]!;
+        const last = runs[runs.length - 1];
+        if (last !== undefined && last.notBeforeMs === notBeforeMs) last.lastOffset = offset;
+        else runs.push({ firstOffset: offset, lastOffset: offset, notBeforeMs });
+        next = offset + 1n;
+        room--;
       }
+      if (room > 0 && next <= b.lastOffset) throw new InvariantError(`${e.name}: batch [${b.baseOffset}, ${b.lastOffset}] scanned ${scan.notBeforeMs.length} records; admission stopped at ${next}`);
     }
     if (runs.length > 0) sp.admit(runs);
   }
@@ -280,21 +364,24 @@ export class ShareManager {
     });
   }
 
-  /** Starts the next write of `e` unless one is in flight (group commit). */
+  /** Starts a write of `e`'s changes not yet sent, unless maxShareWritesInFlight are in flight (then they ride the next). */
   private pump(e: ShareEntry): void {
-    if (e.writing || e.dropped !== undefined) return;
+    if (e.dropped !== undefined) return;
     const version = e.sp.version;
     if (version === e.persistedVersion) {
       for (const w of e.writeWaiters.splice(0)) w.resolve(undefined);
       return;
     }
-    e.writing = true;
+    if (version === e.sentVersion || e.writesInFlight >= maxShareWritesInFlight) return;
+    e.writesInFlight++;
+    e.sentVersion = version;
     const state = e.sp.toState();
+    this.writeSequence += 1n;
     void this.options.store
-      .write(e.key, state)
+      .write(e.key, state, this.writeSequence)
       .catch((err: unknown) => ({ ok: false as const, code: ErrorCode.UNKNOWN_SERVER_ERROR, message: (err as Error).message }))
       .then((res) => {
-        e.writing = false;
+        e.writesInFlight--;
         if (e.dropped !== undefined) return;
         if (res.ok) {
           if (version > e.persistedVersion) e.persistedVersion = version;
@@ -305,6 +392,7 @@ export class ShareManager {
         } else {
           // Not durable, not fenced (controller unreachable, ...): those waiting for it hear why; the
           // state stays and the next write carries it.
+          if (e.sentVersion > e.persistedVersion) e.sentVersion = e.persistedVersion;
           this.options.logger.warn({ group: e.groupId, partition: e.partition.name, error: ErrorCode[res.code], message: res.message }, "share state write failed");
           this.settleWaiters(e, version, { code: res.code, message: `${e.name}: ${res.message}` });
         }
@@ -350,7 +438,7 @@ export class ShareManager {
         }
         this.wakeIfAcquirable(e, now);
         this.maybeDeadLetter(e, now);
-        if (e.sp.version !== e.persistedVersion && !e.writing) void this.persist(e);
+        if (e.sp.version !== e.sentVersion && e.writesInFlight === 0) void this.persist(e);
         if (this.isIdle(e, now, shareIdleEvictionMs)) this.drop(e, { code: ErrorCode.NOT_LEADER, message: "share partition unloaded after being idle; retry" });
       } catch (err) {
         if (err instanceof InvariantError) {

@@ -42,7 +42,7 @@ import {
   minShareLockDurationMs,
   minShareWaitMs,
 } from "./limits.js";
-import { isShareProblem, readBatchesCovering, type ShareEntry, type ShareManager, type ShareProblem } from "./manager.js";
+import { isShareProblem, readBatchesCovering, readRunsCovering, type ShareEntry, type ShareManager, type ShareProblem } from "./manager.js";
 import type { AckType, Acknowledgement, AcquiredRun } from "./state/types.js";
 
 /** How the broker service finds partitions and leaders (shared with Produce and Fetch). */
@@ -290,7 +290,7 @@ export class ShareService {
    * Acquires up to `maxRecords` from `e` for the member and collects the batches holding them, in
    * rounds sized from the bytes per record seen so far so the answer stays near `budgetBytes`.
    */
-  private acquire(out: PartitionOut, e: ShareEntry, memberId: string, maxRecords: number, budgetBytes: number, nowMs: number, lockDurationMs: number): { records: number; bytes: number } {
+  private acquire(out: PartitionOut, e: ShareEntry, memberId: string, maxRecords: number, budgetBytes: number, nowMs: number, lockDurationMs: number, runsOnly: boolean): { records: number; bytes: number } {
     this.deps.manager.admit(e);
     let records = 0;
     let bytes = 0;
@@ -300,7 +300,7 @@ export class ShareService {
       const runs = e.sp.acquire(memberId, want, nowMs, lockDurationMs);
       if (runs.length === 0) break;
       const n = recordCount(runs);
-      const read = readBatchesCovering(e.partition, runs, out.seen);
+      const read = runsOnly ? readRunsCovering(e.partition, runs, e.cache) : readBatchesCovering(e.partition, runs, out.seen, e.cache);
       for (const r of runs) {
         // Rounds split what one acquire would give as one run: join them again.
         const last = out.acquired[out.acquired.length - 1];
@@ -377,7 +377,7 @@ export class ShareService {
         }
         if (remaining <= 0 || budget <= 0) continue;
         try {
-          const got = this.acquire(out, e, memberId, remaining, budget, nowMs, lockDurationMs);
+          const got = this.acquire(out, e, memberId, remaining, budget, nowMs, lockDurationMs, req.acquiredRecordsOnly);
           remaining -= got.records;
           budget -= got.bytes;
         } catch (err) {

@@ -19,8 +19,11 @@ export type ShareStateWrite = { ok: true } | ShareStateProblem;
 
 export interface ShareStateStore {
   read(key: ShareStateKey): Promise<ShareStateRead>;
-  /** Resolves ok once the state is durable. */
-  write(key: ShareStateKey, state: SharePartitionState): Promise<ShareStateWrite>;
+  /**
+   * Resolves ok once the state (or a later write of the same key that replaced it) is durable.
+   * `writeSequence` increases with every write of this process: several may be in flight at once.
+   */
+  write(key: ShareStateKey, state: SharePartitionState, writeSequence: bigint): Promise<ShareStateWrite>;
 }
 
 /** Answers that mean this broker no longer leads the partition in that epoch: drop the in-memory state. */
@@ -55,11 +58,11 @@ export class ControllerShareStateStore implements ShareStateStore {
     }
   }
 
-  async write(key: ShareStateKey, state: SharePartitionState): Promise<ShareStateWrite> {
+  async write(key: ShareStateKey, state: SharePartitionState, writeSequence: bigint): Promise<ShareStateWrite> {
     const link = this.link();
     if (link === undefined || !link.registered) return { ok: false, code: ErrorCode.NOT_READY, message: "broker is not registered with the controller yet" };
     try {
-      const res = await link.writeShareState({ ...key, state });
+      const res = await link.writeShareState({ ...key, state, writeSequence });
       if (res.errorCode !== ErrorCode.ERROR_CODE_NONE) return { ok: false, code: res.errorCode, message: `writing share state: ${res.errorMessage}` };
       return { ok: true };
     } catch (err) {
@@ -70,7 +73,7 @@ export class ControllerShareStateStore implements ShareStateStore {
 
 /** Standalone-metadata mode only: state kept in this process, never fenced. */
 export class InMemoryShareStateStore implements ShareStateStore {
-  private readonly states = new Map<string, SharePartitionState>();
+  private readonly states = new Map<string, { state: SharePartitionState; writeSequence: bigint }>();
   /** Writes so far (tests look at it). */
   writes = 0;
 
@@ -79,12 +82,14 @@ export class InMemoryShareStateStore implements ShareStateStore {
   }
 
   read(key: ShareStateKey): Promise<ShareStateRead> {
-    return Promise.resolve({ ok: true, state: this.states.get(InMemoryShareStateStore.id(key)) });
+    return Promise.resolve({ ok: true, state: this.states.get(InMemoryShareStateStore.id(key))?.state });
   }
 
-  write(key: ShareStateKey, state: SharePartitionState): Promise<ShareStateWrite> {
+  write(key: ShareStateKey, state: SharePartitionState, writeSequence: bigint): Promise<ShareStateWrite> {
     this.writes++;
-    this.states.set(InMemoryShareStateStore.id(key), state);
+    const id = InMemoryShareStateStore.id(key);
+    const old = this.states.get(id);
+    if (old === undefined || old.writeSequence < writeSequence) this.states.set(id, { state, writeSequence });
     return Promise.resolve({ ok: true });
   }
 }
