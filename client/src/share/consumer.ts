@@ -285,7 +285,7 @@ export class ShareConsumer {
       if (this.sending.size === 0 && this.pending.length === 0) break;
       await Promise.race([...this.sending, new Promise((r) => setTimeout(r, ackLingerMs))]);
     }
-    const out = this.results;
+    const out = this.results.length > maxUnreportedAckResults ? this.results.slice(-maxUnreportedAckResults) : this.results;
     this.results = [];
     return out;
   }
@@ -398,6 +398,8 @@ export class ShareConsumer {
       groupId: this.groupId, memberId, maxRecords, maxWaitMs: Math.round(maxWaitMs), lockDurationMs: this.lockDurationMs,
       topics: [...topics].map(([topic, partitions]): ShareFetchTopicPart => ({ topic, partitions })),
       acknowledgements: this.ackTopics(piggybacked),
+      // Only the acquired records' bytes: a member often takes a few records of a large batch.
+      acquiredRecordsOnly: true,
     };
     try {
       const res = await shareBrokerCall(this.ctx.pool, address, "shareFetch", request, this.ctx.requestTimeoutMs + maxWaitMs);
@@ -485,7 +487,9 @@ export class ShareConsumer {
 
   private keepResult(r: AckResult): void {
     this.results.push(r);
-    if (this.results.length > maxUnreportedAckResults) this.results.splice(0, this.results.length - maxUnreportedAckResults);
+    // Trimmed in steps (to the newest maxUnreportedAckResults once twice that many are kept): trimming
+    // on every push moved the whole array once per acknowledgement.
+    if (this.results.length >= 2 * maxUnreportedAckResults) this.results = this.results.slice(-maxUnreportedAckResults);
   }
 
   private takePending(filter: (e: AckEntry) => boolean): AckEntry[] {
