@@ -260,7 +260,7 @@ describe("membership and reconciliation (KIP-848)", () => {
     expect(listGroups(w.state)[0]!.state).toBe("stable");
   });
 
-  it("KIP-848 UNRELEASED_INSTANCE_ID: a second live process with an instance id that a live member holds is refused (INVALID_REQUEST, not FENCED_MEMBER_EPOCH) and takes nothing over", () => {
+  it("KIP-848 UNRELEASED_INSTANCE_ID: a second live process with an instance id that a live member holds is refused (UNRELEASED_INSTANCE_ID, not FENCED_MEMBER_EPOCH) and takes nothing over", () => {
     const w = new World();
     const a = new Sim("a", ["orders"], "inst-a");
     const b = new Sim("b", ["orders"], "inst-b");
@@ -268,8 +268,8 @@ describe("membership and reconciliation (KIP-848)", () => {
     const before = JSON.stringify(describeGroup(w.state, "G"));
     const intruder = new Sim("a2", ["orders"], "inst-a");
     const res = w.beat(intruder);
-    expect(res.errorCode).toBe(ErrorCode.INVALID_REQUEST);
-    expect(res.errorMessage).toContain("UNRELEASED_INSTANCE_ID");
+    expect(res.errorCode).toBe(ErrorCode.UNRELEASED_INSTANCE_ID);
+    expect(res.errorMessage).toContain("which has not left");
     expect(res.errorMessage).toContain(a.memberId);
     expect(res.assignment).toBeUndefined();
     expect(JSON.stringify(describeGroup(w.state, "G"))).toBe(before);
@@ -287,7 +287,7 @@ describe("membership and reconciliation (KIP-848)", () => {
     const restarted = new Sim("a2", ["orders"], "inst-a");
     w.now = 1000;
     w.beat(b);
-    expect(w.beat(restarted).errorCode).toBe(ErrorCode.INVALID_REQUEST);
+    expect(w.beat(restarted).errorCode).toBe(ErrorCode.UNRELEASED_INSTANCE_ID);
     w.now = config.sessionTimeoutMs + 1;
     w.beat(b);
     expect(w.tick().expiredMembers).toEqual([`G/${a.memberId}`]);

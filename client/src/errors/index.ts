@@ -150,6 +150,7 @@ export const errorTable: Readonly<Record<Exclude<ErrorCode, ErrorCode.ERROR_CODE
   [ErrorCode.BROKER_NOT_AVAILABLE]: { errorClass: BrokerNotAvailableError, retriable: true, message: "broker is not available" },
   [ErrorCode.THROTTLED]: { errorClass: ThrottledError, retriable: true, message: "broker is busy; retry after a backoff" },
   [ErrorCode.UNSUPPORTED_COMPRESSION]: { errorClass: RunnelError, retriable: false, message: "unsupported compression codec" },
+  [ErrorCode.UNRELEASED_INSTANCE_ID]: { errorClass: GroupError, retriable: false, message: "another live member of the group holds this instance id; stop that process first" },
   [ErrorCode.INVALID_RECORD_STATE]: { errorClass: InvalidRecordStateError, retriable: false, message: "record is not acquired by this share-group member (its lock expired or it was settled)" },
 };
 

@@ -292,12 +292,11 @@ export function heartbeat(state: GroupsState, input: HeartbeatInput, counts: Par
   if (input.memberEpoch === joinEpoch) {
     const byInstance = input.instanceId === "" ? undefined : [...group.members.values()].find((m) => m.instanceId === input.instanceId);
     if (byInstance !== undefined && byInstance.memberEpoch !== staticLeaveEpoch && byInstance.memberId !== input.memberId) {
-      // KIP-848's UNRELEASED_INSTANCE_ID, which errors.proto lacks: INVALID_REQUEST is the closest code
-      // that is not retriable (as UNRELEASED_INSTANCE_ID is fatal to a Kafka consumer): two live
-      // processes with one instance id is a configuration mistake, and retrying would hide it. Not
-      // FENCED_MEMBER_EPOCH: that tells a member to drop its partitions and rejoin, which loops here.
+      // KIP-848's UNRELEASED_INSTANCE_ID, fatal to the newcomer: two live processes with one instance id
+      // is a configuration mistake, and retrying would hide it. Not FENCED_MEMBER_EPOCH: that tells a
+      // member to drop its partitions and rejoin, which loops here.
       // The same incarnation (it knows the member id) may rejoin, e.g. after FENCED_MEMBER_EPOCH.
-      return answer(s, fail(ErrorCode.INVALID_REQUEST, `instance id "${input.instanceId}" is held by member ${byInstance.memberId} of group ${group.groupId}, which has not left (UNRELEASED_INSTANCE_ID): the running process must leave with member epoch -2 first, or its session must expire (${config.sessionTimeoutMs} ms without a heartbeat)`));
+      return answer(s, fail(ErrorCode.UNRELEASED_INSTANCE_ID, `instance id "${input.instanceId}" is held by member ${byInstance.memberId} of group ${group.groupId}, which has not left: the running process must leave with member epoch -2 first, or its session must expire (${config.sessionTimeoutMs} ms without a heartbeat)`));
     }
     if (input.memberId !== "" && group.members.has(input.memberId) && group.members.get(input.memberId) !== byInstance) {
       // The same dynamic member joins again (it lost its partitions, e.g. after being fenced).

@@ -146,6 +146,12 @@ export enum ErrorCode {
    * Not retriable for those records.
    */
   INVALID_RECORD_STATE = 37,
+  /**
+   * UNRELEASED_INSTANCE_ID - Consumer groups: a member joined with a static instance id that a live member of the group still
+   * holds (it has neither left with member epoch -2 nor timed out). Two live processes with one
+   * instance id is a configuration mistake; stop the old one first. Not retriable as is.
+   */
+  UNRELEASED_INSTANCE_ID = 38,
   UNRECOGNIZED = -1,
 }
 
@@ -265,6 +271,9 @@ export function errorCodeFromJSON(object: any): ErrorCode {
     case 37:
     case "INVALID_RECORD_STATE":
       return ErrorCode.INVALID_RECORD_STATE;
+    case 38:
+    case "UNRELEASED_INSTANCE_ID":
+      return ErrorCode.UNRELEASED_INSTANCE_ID;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -350,6 +359,8 @@ export function errorCodeToJSON(object: ErrorCode): string {
       return "UNSUPPORTED_COMPRESSION";
     case ErrorCode.INVALID_RECORD_STATE:
       return "INVALID_RECORD_STATE";
+    case ErrorCode.UNRELEASED_INSTANCE_ID:
+      return "UNRELEASED_INSTANCE_ID";
     case ErrorCode.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
