@@ -89,10 +89,13 @@ export function ceilingTable(report: BenchReport): string {
   );
 }
 
-/** CPU seconds and peak RSS over each measured phase, servers together and the client (this process). */
+/**
+ * CPU seconds and peak RSS over each measured phase, servers together and the client (this process);
+ * each server's peak RSS also split into anonymous + file pages (sampled peaks, see proc.ts).
+ */
 export function resourceTable(report: BenchReport): string {
   return markdownTable(
-    ["workload / system", "seconds", "produced", "delivered", "server CPU s", "server CPU µs/record", "client CPU s", "peak RSS per server MiB", "client peak RSS MiB"],
+    ["workload / system", "seconds", "produced", "delivered", "server CPU s", "server CPU µs/record", "client CPU s", "peak RSS per server MiB", "peak anon / file RSS per server MiB", "client peak RSS MiB"],
     report.results.map((r) => {
       const client = r.processes["client"];
       const servers = Object.entries(r.processes).filter(([n]) => n !== "client");
@@ -105,6 +108,7 @@ export function resourceTable(report: BenchReport): string {
         fmt(r.serverCpuMicrosPerRecord, 1),
         fmt(client?.cpuSeconds, 1),
         servers.map(([, u]) => fmt(u.peakRssMiB)).join(" / "),
+        servers.map(([, u]) => `${fmt(u.peakRssAnonMiB)}+${fmt(u.peakRssFileMiB)}`).join(" / "),
         fmt(client?.peakRssMiB),
       ];
     }),
