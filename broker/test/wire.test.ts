@@ -48,4 +48,21 @@ describe("pre-encoded batch responses", () => {
     expect(back[0]!.batches.map((b) => Buffer.from(b).toString("hex"))).toEqual(encoded.map((b) => Buffer.from(b).toString("hex")));
     expect(back[1]).toMatchObject({ topic: "u", highWatermark: 9n, logStartOffset: 1n, divergingEpoch: { leaderEpoch: 3, endOffset: 7n } });
   });
+
+  it("large batches (multi-byte length prefixes), empty names and many partitions encode exactly as the generated code does", () => {
+    const big = [buildBatch([{ value: new Uint8Array(300 * 1024).fill(7) }], { nowMs: 3 }), buildBatch([{ value: new Uint8Array(20_000) }], { nowMs: 4 })];
+    const bigEncoded = big.map((b) => RecordBatch.encode(b).finish());
+    const fetchParts = Array.from({ length: 5 }, (_, i) => ({
+      partition: i, errorCode: ErrorCode.ERROR_CODE_NONE, errorMessage: "", highWatermark: BigInt(i) * 1_000_000_000_000n, logStartOffset: 0n, logEndOffset: 2n ** 62n, currentLeader: undefined,
+    }));
+    const mine = encodeFetchResponse([{ topic: "", partitions: fetchParts.map((p) => ({ ...p, batches: bigEncoded })) }, { topic: "x".repeat(200), partitions: [] }]);
+    const theirs = FetchResponse.encode({ topics: [{ topic: "", partitions: fetchParts.map((p) => ({ ...p, batches: big })) }, { topic: "x".repeat(200), partitions: [] }] }).finish();
+    expect(Buffer.from(mine).equals(Buffer.from(theirs))).toBe(true);
+
+    const replicaParts = fetchParts.map((p) => ({ topic: "", partition: p.partition, errorCode: p.errorCode, errorMessage: "", highWatermark: p.highWatermark, logStartOffset: 0n, logEndOffset: p.logEndOffset, divergingEpoch: undefined }));
+    const mineReplica = encodeReplicaFetchResponse(replicaParts.map((p) => ({ ...p, batches: bigEncoded })));
+    const theirsReplica = ReplicaFetchResponse.encode({ partitions: replicaParts.map((p) => ({ ...p, batches: big })) }).finish();
+    expect(Buffer.from(mineReplica).equals(Buffer.from(theirsReplica))).toBe(true);
+    expect(encodeReplicaFetchResponse([]).length).toBe(0);
+  });
 });

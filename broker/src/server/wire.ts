@@ -21,14 +21,16 @@ export interface FetchTopicWire {
   partitions: FetchPartitionWire[];
 }
 
-/** Encodes a FetchResponse (runnel.v1.FetchResponse) whose batches are pre-encoded. */
+/**
+ * Encodes a FetchResponse (runnel.v1.FetchResponse) whose batches are pre-encoded. The response is
+ * written into one buffer of its exact size: BinaryWriter's fork()/join() copy everything inside a
+ * fork once per nesting level, which made each fetch response three transient copies of its batches.
+ */
 export function encodeFetchResponse(topics: readonly FetchTopicWire[]): Buffer {
-  const w = new BinaryWriter();
-  for (const t of topics) {
-    w.uint32(10).fork(); // topics = 1
-    if (t.topic !== "") w.uint32(10).string(t.topic);
-    for (const p of t.partitions) {
-      w.uint32(18).fork(); // partitions = 2
+  const plans = topics.map((t) => {
+    const head = t.topic === "" ? empty : new BinaryWriter().uint32(10).string(t.topic).finish();
+    const partitions = t.partitions.map((p) => {
+      const w = new BinaryWriter();
       if (p.partition !== 0) w.uint32(8).int32(p.partition);
       if (p.errorCode !== 0) w.uint32(16).int32(p.errorCode);
       if (p.errorMessage !== "") w.uint32(26).string(p.errorMessage);
@@ -36,12 +38,20 @@ export function encodeFetchResponse(topics: readonly FetchTopicWire[]): Buffer {
       if (p.logStartOffset !== 0n) w.uint32(40).int64(p.logStartOffset);
       if (p.logEndOffset !== 0n) w.uint32(48).int64(p.logEndOffset);
       if (p.currentLeader !== undefined) LeaderHint.encode(p.currentLeader, w.uint32(58).fork()).join();
-      for (const b of p.batches) w.uint32(66).bytes(b); // batches = 8
-      w.join();
+      return part(w.finish(), 66, p.batches); // batches = 8
+    });
+    return { head, partitions, bytes: head.length + partitions.reduce((n, p) => n + fieldBytes(p.bytes), 0) };
+  });
+  const out = new ExactWriter(plans.reduce((n, t) => n + fieldBytes(t.bytes), 0));
+  for (const t of plans) {
+    out.field(10, t.bytes); // topics = 1
+    out.raw(t.head);
+    for (const p of t.partitions) {
+      out.field(18, p.bytes); // partitions = 2
+      out.part(p);
     }
-    w.join();
   }
-  return toBuffer(w.finish());
+  return out.done();
 }
 
 export interface ReplicaFetchPartitionWire {
@@ -57,11 +67,10 @@ export interface ReplicaFetchPartitionWire {
   batches: Uint8Array[];
 }
 
-/** Encodes a ReplicaFetchResponse (runnel.v1.ReplicaFetchResponse) whose batches are pre-encoded. */
+/** Encodes a ReplicaFetchResponse (runnel.v1.ReplicaFetchResponse) whose batches are pre-encoded, into one exact-size buffer. */
 export function encodeReplicaFetchResponse(partitions: readonly ReplicaFetchPartitionWire[]): Buffer {
-  const w = new BinaryWriter();
-  for (const p of partitions) {
-    w.uint32(10).fork(); // partitions = 1
+  const plans = partitions.map((p) => {
+    const w = new BinaryWriter();
     if (p.topic !== "") w.uint32(10).string(p.topic);
     if (p.partition !== 0) w.uint32(16).int32(p.partition);
     if (p.errorCode !== 0) w.uint32(24).int32(p.errorCode);
@@ -70,10 +79,81 @@ export function encodeReplicaFetchResponse(partitions: readonly ReplicaFetchPart
     if (p.logStartOffset !== 0n) w.uint32(48).int64(p.logStartOffset);
     if (p.logEndOffset !== 0n) w.uint32(56).int64(p.logEndOffset);
     if (p.divergingEpoch !== undefined) EpochEndOffsetCodec.encode(p.divergingEpoch, w.uint32(66).fork()).join();
-    for (const b of p.batches) w.uint32(74).bytes(b); // batches = 9
-    w.join();
+    return part(w.finish(), 74, p.batches); // batches = 9
+  });
+  const out = new ExactWriter(plans.reduce((n, p) => n + fieldBytes(p.bytes), 0));
+  for (const p of plans) {
+    out.field(10, p.bytes); // partitions = 1
+    out.part(p);
   }
-  return toBuffer(w.finish());
+  return out.done();
+}
+
+const empty = new Uint8Array(0);
+
+/** A partition message: its small fields already encoded, then its batches as one repeated bytes field. */
+interface PartPlan {
+  head: Uint8Array;
+  /** The batches field's tag byte (field number << 3 | length-delimited). */
+  batchTag: number;
+  batches: readonly Uint8Array[];
+  /** Encoded length of the whole partition message. */
+  bytes: number;
+}
+
+function part(head: Uint8Array, batchTag: number, batches: readonly Uint8Array[]): PartPlan {
+  let bytes = head.length;
+  for (const b of batches) bytes += 1 + varintBytes(b.length) + b.length;
+  return { head, batchTag, batches, bytes };
+}
+
+/** Bytes of an unsigned varint of a length (lengths stay far below 2^32). */
+function varintBytes(n: number): number {
+  return n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x20_0000 ? 3 : n < 0x1000_0000 ? 4 : 5;
+}
+
+/** Bytes of a length-delimited field with a one-byte tag and `length` bytes of content. */
+function fieldBytes(length: number): number {
+  return 1 + varintBytes(length) + length;
+}
+
+/** Writes into a buffer allocated once at the response's exact size; done() checks the size was right. */
+class ExactWriter {
+  readonly #buf: Buffer;
+  #pos = 0;
+
+  constructor(size: number) {
+    this.#buf = Buffer.allocUnsafe(size);
+  }
+
+  /** A one-byte tag and a length prefix; the content follows. */
+  field(tag: number, length: number): void {
+    this.#buf[this.#pos++] = tag;
+    let n = length;
+    while (n >= 0x80) {
+      this.#buf[this.#pos++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    this.#buf[this.#pos++] = n;
+  }
+
+  raw(bytes: Uint8Array): void {
+    this.#buf.set(bytes, this.#pos);
+    this.#pos += bytes.length;
+  }
+
+  part(p: PartPlan): void {
+    this.raw(p.head);
+    for (const b of p.batches) {
+      this.field(p.batchTag, b.length);
+      this.raw(b);
+    }
+  }
+
+  done(): Buffer {
+    if (this.#pos !== this.#buf.length) throw new Error(`response encoder wrote ${this.#pos} bytes into a buffer sized ${this.#buf.length}`);
+    return this.#buf;
+  }
 }
 
 /** A Buffer view of the writer's output (no copy: grpc-js wants a Buffer). */
