@@ -12,7 +12,7 @@
 // fenced write, a new leader epoch or a lost leadership drops the loaded state; the next leader reads
 // back the last durable state. Clocks: lock deadlines and delays are wall-clock ms (Date.now()) since
 // they are persisted and read by the next leader, so brokers are assumed to have synchronised clocks.
-import { BinaryReader, checksum, deadLetterHeaderPrefix, deadLetterHeaders, deadLetterTopicOf, decodeBatch, ErrorCode, RecordBatch, type RecordHeader } from "@runnel/proto";
+import { BinaryReader, checksum, compressionCodecMask, deadLetterHeaderPrefix, deadLetterHeaders, deadLetterTopicOf, decodeBatch, ErrorCode, RecordBatch, type RecordHeader } from "@runnel/proto";
 import { InvariantError, type Logger } from "@runnel/common";
 import type { Partition } from "../partition/partition.js";
 import { Waiters } from "../partition/waiters.js";
@@ -165,6 +165,8 @@ export function sliceBatch(wire: Uint8Array, firstOffset: bigint, lastOffset: bi
   const batch = RecordBatch.decode(wire);
   const h = batch.header;
   if (h === undefined) throw new InvariantError(`${where}: stored batch without a header`);
+  // Compressed records cannot be cut without decompressing them: such a batch goes whole.
+  if ((h.attributes & compressionCodecMask) !== 0) return wire;
   const base = h.baseOffset;
   const from = firstOffset > base ? Number(firstOffset - base) : 0;
   const to = Math.min(h.recordCount - 1, Number(lastOffset - base));
