@@ -365,6 +365,7 @@ describe("errors", () => {
         maxWaitMs: 5_000,
         lockDurationMs: 0,
         acknowledgements: [],
+        acquiredRecordsOnly: false,
         topics: [
           { topic: "nope", partitions: [{ partition: 0, currentLeaderEpoch: undefined }] },
           { topic: "jobs", partitions: [{ partition: 7, currentLeaderEpoch: undefined }, { partition: 0, currentLeaderEpoch: 2 }, { partition: 1, currentLeaderEpoch: 9 }] },

@@ -57,7 +57,7 @@ async function shareFetch(cluster: Cluster, memberId: string, o: { maxRecords?: 
       const res = await callUnary(
         c,
         c.shareFetch,
-        { groupId: group, memberId, topics: [{ topic, partitions: [{ partition: 0, currentLeaderEpoch: undefined }] }], maxRecords: o.maxRecords ?? 100, maxWaitMs: o.maxWaitMs ?? 0, lockDurationMs: o.lockDurationMs ?? 0, acknowledgements: [] },
+        { groupId: group, memberId, topics: [{ topic, partitions: [{ partition: 0, currentLeaderEpoch: undefined }] }], maxRecords: o.maxRecords ?? 100, maxWaitMs: o.maxWaitMs ?? 0, lockDurationMs: o.lockDurationMs ?? 0, acknowledgements: [], acquiredRecordsOnly: false },
         (o.maxWaitMs ?? 0) + 10_000,
       );
       return res.topics[0]!.partitions[0]!;

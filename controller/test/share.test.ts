@@ -168,7 +168,7 @@ describe("share-state fencing", () => {
 // ---------------------------------------------------------------------------------------------
 describe("share-state validation", () => {
   const write = (state: SharePartitionState | undefined, over: Record<string, unknown> = {}) => () =>
-    validateWriteShareState({ brokerId: 1, brokerEpoch: 1n, groupId: "g", topic: "jobs", partition: 0, leaderEpoch: 0, state, ...over });
+    validateWriteShareState({ brokerId: 1, brokerEpoch: 1n, groupId: "g", topic: "jobs", partition: 0, leaderEpoch: 0, state, writeSequence: 0n, ...over });
   const range = (first: bigint, last: bigint, state = A) => ({ firstOffset: first, lastOffset: last, state, deliveryCount: 0, memberId: state === Q ? "m" : "", lockDeadlineMs: 0n, availableAfterMs: 0n, lastFailure: "" });
 
   it("accepts a well-formed state", () => {
