@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, test } from "vitest";
 import { open } from "lmdb";
-import { decodeBatch, RecordBatch } from "@runnel/proto";
+import { buildBatch, decodeBatch, RecordBatch } from "@runnel/proto";
 import { offsetKey, storeWireBatch } from "../src/log/codec.js";
 import {
   decodeStoredHeader,
@@ -12,6 +12,7 @@ import {
   type PartitionLog,
   StorageCorruptionError,
 } from "../src/log/index.js";
+import { maxTailCacheBytesPerPartition } from "../src/log/limits.js";
 import { batchOf, keepForever, tempDir, text } from "./log-helpers.js";
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -399,12 +400,15 @@ describe("offsetForTimestamp", () => {
 describe("corruption", () => {
   test("a damaged stored value is a StorageCorruptionError on read, and on open when it is the last", async () => {
     const { store, reopen } = openStore("corrupt");
-    const log = store.openPartition("tid", "orders", 0, keepForever);
-    await threeBatches(log);
-    const db = log._db;
-    const stored = Buffer.from(db.getBinary(offsetKey(3n))!);
+    const written = store.openPartition("tid", "orders", 0, keepForever);
+    await threeBatches(written);
+    const stored = Buffer.from(written._db.getBinary(offsetKey(3n))!);
     stored[stored.length - 2] = stored[stored.length - 2]! ^ 0x01;
-    await db.put(offsetKey(3n), stored);
+    await written._db.put(offsetKey(3n), stored);
+    // The writer's in-memory tail still serves what it appended; a reopened store reads the disk.
+    expect(values(written.read(3n, 1 << 20, 9n).batches)).toEqual(["3:b-0", "4:b-1", "5:c-0", "6:c-1", "7:c-2", "8:c-3"]);
+    const log = (await reopen()).openPartition("tid", "orders", 0, keepForever);
+    const db = log._db;
     expect(() => log.read(0n, 1 << 20, 9n)).toThrow(StorageCorruptionError);
     expect(() => log.read(3n, 1 << 20, 9n)).toThrow(/offset 3/);
     expect(log.read(0n, 1 << 20, 3n).batches).toHaveLength(1); // the batch before is fine
@@ -418,11 +422,12 @@ describe("corruption", () => {
   });
 
   test("a value whose checksum matches but whose header disagrees with its key is corrupt too", async () => {
-    const { store } = openStore("corrupt-key");
-    const log = store.openPartition("tid", "orders", 0, keepForever);
-    await threeBatches(log);
-    const wire = log.read(0n, 1 << 20, 3n).batches[0]!;
-    await log._db.put(offsetKey(3n), storeWireBatch(wire));
+    const { store, reopen } = openStore("corrupt-key");
+    const written = store.openPartition("tid", "orders", 0, keepForever);
+    await threeBatches(written);
+    const wire = written.read(0n, 1 << 20, 3n).batches[0]!;
+    await written._db.put(offsetKey(3n), storeWireBatch(wire));
+    const log = (await reopen()).openPartition("tid", "orders", 0, keepForever);
     expect(() => log.read(3n, 1 << 20, 9n)).toThrow(/header says base offset 0/);
   });
 });
@@ -495,5 +500,55 @@ describe("store", () => {
     expect(last.listStoredPartitions()).toHaveLength(2);
     expect(last.openPartition("t-a", "alpha", 0, keepForever).logEndOffset).toBe(0n);
     expect(last.openPartition("t-b", "beta", 2, keepForever).logEndOffset).toBe(1n);
+  });
+});
+
+describe("tail cache (reads at the tail do not touch LMDB's map)", () => {
+  const hex = (wires: Uint8Array[]) => wires.map((w) => Buffer.from(w).toString("hex"));
+  /** Overwrites a stored batch behind the log's back: a read that comes from disk then fails. */
+  async function damage(log: PartitionLog, base: bigint): Promise<void> {
+    const stored = Buffer.from(log._db.getBinary(offsetKey(base))!);
+    stored[stored.length - 1] = stored[stored.length - 1]! ^ 0x01;
+    await log._db.put(offsetKey(base), stored);
+  }
+
+  test("a read served from memory returns exactly what the same read from disk returns", async () => {
+    const { store, reopen } = openStore("tail-equal");
+    const log = store.openPartition("tid", "orders", 0, keepForever);
+    for (let i = 0; i < 8; i++) await log.appendAsLeader(batchOf(1 + (i % 3), `t${i}`), 0);
+    const end = log.logEndOffset;
+    const cases: Array<[bigint, number, bigint]> = [];
+    for (let from = 0n; from < end; from++) for (const maxBytes of [1, 150, 400, 1 << 20]) for (const upTo of [from + 1n, from + 4n, end]) cases.push([from, maxBytes, upTo]);
+    const fromMemory = cases.map(([f, m, u]) => log.read(f, m, u));
+    const fromDisk = (await reopen()).openPartition("tid", "orders", 0, keepForever);
+    cases.forEach(([f, m, u], i) => {
+      const disk = fromDisk.read(f, m, u);
+      expect({ batches: hex(fromMemory[i]!.batches), bytes: fromMemory[i]!.bytes, first: fromMemory[i]!.firstOffset }, `read(${f}, ${m}, ${u})`).toEqual({ batches: hex(disk.batches), bytes: disk.bytes, first: disk.firstOffset });
+    });
+  });
+
+  test("holds the newest leader appends up to its bound; older batches, follower appends and truncated ones come from disk", async () => {
+    const { store } = openStore("tail-bound");
+    const log = store.openPartition("tid", "orders", 0, keepForever);
+    const big = (tag: string) => buildBatch([{ value: new TextEncoder().encode(tag.repeat(256 * 1024)) }], { nowMs: 1 });
+    const count = Math.ceil(maxTailCacheBytesPerPartition / (256 * 1024)) + 2;
+    for (let i = 0; i < count; i++) await log.appendAsLeader(big(String(i % 10)), 0);
+    await damage(log, 0n);
+    await damage(log, BigInt(count - 1));
+    expect(() => log.read(0n, 1, 1n)).toThrow(StorageCorruptionError); // evicted: read from disk
+    expect(log.read(BigInt(count - 1), 1, log.logEndOffset).batches).toHaveLength(1); // cached
+
+    // Truncation forgets the cached batches it removes; the new batch at the same offset is read.
+    await log.truncateTo(BigInt(count - 1));
+    await log.appendAsLeader(batchOf(1, "new"), 0);
+    expect(values(log.read(BigInt(count - 1), 1 << 20, log.logEndOffset).batches)).toEqual([`${count - 1}:new-0`]);
+
+    // A follower's appends are not cached (a follower serves no reads).
+    const follower = store.openPartition("tid", "orders", 1, keepForever);
+    const source = store.openPartition("tid", "orders", 2, keepForever);
+    await threeBatches(source);
+    await follower.appendStored(source.read(0n, 1 << 20, source.logEndOffset).batches);
+    await damage(follower, 5n);
+    expect(() => follower.read(5n, 1 << 20, follower.logEndOffset)).toThrow(StorageCorruptionError);
   });
 });

@@ -17,3 +17,10 @@ export const offsetKeyBytes = 8;
 
 /** Largest offset a key can hold (offsets are int64 on the wire and never negative). */
 export const maxOffset = (1n << 63n) - 1n;
+
+/**
+ * Bytes of a partition's most recent leader-appended batches kept in memory, so that followers and
+ * consumers reading at the tail are served without touching LMDB's memory map: every page read
+ * through the map stays resident in the broker (RssFile) for as long as the kernel leaves it there.
+ */
+export const maxTailCacheBytesPerPartition = 4 * 1024 * 1024;

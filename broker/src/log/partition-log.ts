@@ -3,7 +3,9 @@
 // store's metadata database. All bookkeeping (log end offset, size, epochs) changes synchronously
 // when a write is issued, and every write that must be atomic with another (a batch and the epoch
 // it opens, retention deletes and the new log start) is issued in the same event turn, which
-// lmdb-js commits as one transaction, in issue order.
+// lmdb-js commits as one transaction, in issue order. The newest batches appended as leader are also
+// kept in memory (the tail cache), so followers and consumers reading at the tail do not touch
+// LMDB's memory map: every page read through the map stays in the broker's resident set.
 import type { Database } from "lmdb";
 import { checksum, decodeBatch, type EpochEndOffset, logAppendTimeFlag, type RecordBatch, RecordBatchHeader } from "@runnel/proto";
 import {
@@ -21,7 +23,7 @@ import {
 import { type EpochEntry, LeaderEpochCache } from "./epoch-cache.js";
 import { endOffsetForEpoch } from "../replication/state/epochs.js";
 import { InvalidBatchError, InvariantError, LogUnavailableError, OffsetOutOfRangeError, StorageCorruptionError } from "./errors.js";
-import { maxBatchesPerRead, maxRetentionDeletesPerTxn, storedChecksumBytes } from "./limits.js";
+import { maxBatchesPerRead, maxRetentionDeletesPerTxn, maxTailCacheBytesPerPartition, storedChecksumBytes } from "./limits.js";
 
 export interface LogConfig {
   /** Delete batches whose max timestamp is older than this; -1 keeps forever. */
@@ -81,6 +83,13 @@ interface PendingWrite {
   storedBytes: number;
 }
 
+/** A committed batch kept in memory: its wire bytes (own copy, never a pool region) and offsets. */
+interface TailBatch {
+  baseOffset: bigint;
+  lastOffset: bigint;
+  wire: Uint8Array;
+}
+
 function max(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
 }
@@ -107,6 +116,15 @@ export class PartitionLog {
   /** Batches written but not yet committed, by base offset: truncation must remove them too. */
   readonly #pending = new Map<bigint, PendingWrite>();
   readonly #flushTargets = new Set<FlushTarget>();
+  /**
+   * The newest committed batches this replica appended as leader, contiguous and ending at the
+   * newest commit (#committedEnd), at most maxTailCacheBytesPerPartition: reads at the tail come
+   * from here instead of LMDB's map.
+   */
+  #tail: TailBatch[] = [];
+  #tailBytes = 0;
+  /** One past the last offset of the newest committed batch. */
+  #committedEnd: bigint;
   #unavailable: LogUnavailableError | undefined;
 
   /** Use LogStore.openPartition. */
@@ -134,6 +152,7 @@ export class PartitionLog {
     this.#logEnd = recovered.logEnd;
     this.#highWatermark = recovered.highWatermark;
     this.#sizeBytes = recovered.sizeBytes;
+    this.#committedEnd = recovered.logEnd;
     this.#epochs = recovered.epochs;
     // Nothing recovered counts as flushed until the store's first fsync after opening has covered it.
     this.#flushed = this.#logStart;
@@ -205,7 +224,7 @@ export class PartitionLog {
       this.#host.valuePool,
     );
     const epochChanged = this.#epochs.assign(leaderEpoch, baseOffset);
-    const committed = this.#putBatch(baseOffset, lastOffset, stored);
+    const committed = this.#putBatch(baseOffset, lastOffset, stored, true);
     if (epochChanged) void this.#writeMeta().catch(() => undefined);
     const info: AppendInfo = { baseOffset, lastOffset, logEndOffset: lastOffset + 1n, maxTimestamp };
     return committed.then(() => info);
@@ -255,7 +274,7 @@ export class PartitionLog {
     for (let i = 0; i < summaries.length; i++) {
       const s = summaries[i]!;
       if (this.#epochs.assign(s.leaderEpoch, s.baseOffset)) epochChanged = true;
-      committed = this.#putBatch(s.baseOffset, s.lastOffset, storeWireBatch(storedBatches[i]!, s, this.#host.valuePool));
+      committed = this.#putBatch(s.baseOffset, s.lastOffset, storeWireBatch(storedBatches[i]!, s, this.#host.valuePool), false);
     }
     if (epochChanged) void this.#writeMeta().catch(() => undefined);
     const info: AppendInfo = { baseOffset, lastOffset: next - 1n, logEndOffset: next, maxTimestamp };
@@ -276,6 +295,7 @@ export class PartitionLog {
     const result: ReadResult = { batches: [], bytes: 0, firstOffset: undefined };
     const limit = min(upToOffset, this.#logEnd);
     if (fromOffset >= limit) return result;
+    if (this.#readTail(fromOffset, maxBytes, upToOffset, limit, result)) return result;
 
     let startKey = offsetKey(fromOffset);
     if (fromOffset > this.#logStart) {
@@ -297,6 +317,58 @@ export class PartitionLog {
     }
     result.bytes = bytes;
     return result;
+  }
+
+  /**
+   * read() from the tail cache when it holds the batch containing `fromOffset` and every committed
+   * batch after it (the same batches LMDB would return); false when the read must go to LMDB.
+   */
+  #readTail(fromOffset: bigint, maxBytes: number, upToOffset: bigint, limit: bigint, result: ReadResult): boolean {
+    const tail = this.#tail;
+    const first = tail[0];
+    if (first === undefined || fromOffset < first.baseOffset || tail[tail.length - 1]!.lastOffset + 1n !== this.#committedEnd) return false;
+    let i = tail.length - 1;
+    while (i > 0 && tail[i]!.baseOffset > fromOffset) i--;
+    let bytes = 0;
+    for (; i < tail.length; i++) {
+      const b = tail[i]!;
+      if (b.baseOffset >= limit) break;
+      if (result.batches.length > 0 && bytes + b.wire.length > maxBytes) break;
+      if (b.lastOffset < fromOffset) continue;
+      if (b.lastOffset >= upToOffset) break;
+      result.batches.push(b.wire);
+      bytes += b.wire.length;
+      if (result.firstOffset === undefined) result.firstOffset = b.baseOffset;
+      if (result.batches.length >= maxBatchesPerRead) break;
+    }
+    result.bytes = bytes;
+    return true;
+  }
+
+  /** A committed batch: the newest one, since lmdb-js commits in issue order. */
+  #committed(baseOffset: bigint, lastOffset: bigint, stored: Uint8Array, cache: boolean): void {
+    const last = this.#tail[this.#tail.length - 1];
+    const contiguous = baseOffset === (last === undefined ? this.#committedEnd : last.lastOffset + 1n);
+    if (lastOffset + 1n > this.#committedEnd) this.#committedEnd = lastOffset + 1n;
+    if (!cache || !contiguous || stored.length - storedChecksumBytes > maxTailCacheBytesPerPartition) {
+      this.#dropTail(-1n);
+      return;
+    }
+    // A copy: the stored value's region goes back to the pool now, while readers may hold tail views.
+    const wire = stored.slice(storedChecksumBytes);
+    this.#tail.push({ baseOffset, lastOffset, wire });
+    this.#tailBytes += wire.length;
+    while (this.#tailBytes > maxTailCacheBytesPerPartition) this.#tailBytes -= this.#tail.shift()!.wire.length;
+  }
+
+  /** Forgets cached batches from `fromOffset` on (all of them for -1). */
+  #dropTail(fromOffset: bigint): void {
+    if (fromOffset < 0n) {
+      this.#tail = [];
+      this.#tailBytes = 0;
+      return;
+    }
+    while (this.#tail.length > 0 && this.#tail[this.#tail.length - 1]!.baseOffset >= fromOffset) this.#tailBytes -= this.#tail.pop()!.wire.length;
   }
 
   /** Moves the high watermark forward; it never goes back and stays within [logStart, logEnd]. */
@@ -344,6 +416,8 @@ export class PartitionLog {
       removedBytes += storedBytes;
     }
     this.#sizeBytes -= removedBytes;
+    this.#dropTail(offset);
+    if (this.#committedEnd > offset) this.#committedEnd = offset;
     this.#logEnd = offset;
     if (this.#highWatermark > offset) this.#highWatermark = offset;
     this.#lowerFlushed(offset);
@@ -363,6 +437,8 @@ export class PartitionLog {
     if (offset < 0n) throw new InvariantError(`${this.#where}: cannot restart the log at negative offset ${offset}`);
     void this.#db.clearAsync();
     this.#pending.clear();
+    this.#dropTail(-1n);
+    this.#committedEnd = offset;
     this.#sizeBytes = 0;
     this.#logStart = offset;
     this.#logEnd = offset;
@@ -518,6 +594,7 @@ export class PartitionLog {
   _close(reason: string): void {
     if (this.#unavailable === undefined) this.#unavailable = new LogUnavailableError(this.#where, reason);
     this.#flushTargets.clear();
+    this.#dropTail(-1n);
   }
 
   // ---- internals ----
@@ -535,7 +612,7 @@ export class PartitionLog {
     return this.#unavailable;
   }
 
-  #putBatch(baseOffset: bigint, lastOffset: bigint, stored: Uint8Array): Promise<void> {
+  #putBatch(baseOffset: bigint, lastOffset: bigint, stored: Uint8Array, cache: boolean): Promise<void> {
     const pending: PendingWrite = { storedBytes: stored.length };
     this.#pending.set(baseOffset, pending);
     this.#logEnd = lastOffset + 1n;
@@ -543,8 +620,12 @@ export class PartitionLog {
     this.#host.markUnflushed(this);
     return this.#db.put(offsetKey(baseOffset), stored).then(
       () => {
+        // A batch truncated away before its commit is no longer in #pending and is not part of the log.
+        if (this.#pending.get(baseOffset) === pending) {
+          this.#pending.delete(baseOffset);
+          if (this.#unavailable === undefined) this.#committed(baseOffset, lastOffset, stored, cache);
+        }
         this.#host.valuePool.release(stored);
-        if (this.#pending.get(baseOffset) === pending) this.#pending.delete(baseOffset);
         this.#host.requestBackgroundFlush();
       },
       (err: unknown) => {
