@@ -232,8 +232,12 @@ export class ControllerCore {
       this.groupTickQueued = false;
       return tickGroups(groups, counts, now, this.groupConfig);
     }).then(
-      ({ expiredMembers }) => {
-        if (expiredMembers.length > 0) this.options.logger.warn({ members: expiredMembers }, "group member sessions expired: partitions move");
+      ({ expiredMembers, revocationTimedOutMembers, expiredGroups, droppedOffsetTopics }) => {
+        const log = this.options.logger;
+        if (expiredMembers.length > 0) log.warn({ members: expiredMembers }, "group member sessions expired: partitions move");
+        if (revocationTimedOutMembers.length > 0) log.warn({ members: revocationTimedOutMembers }, "group members did not revoke partitions within their rebalance timeout: fenced, partitions move");
+        if (expiredGroups.length > 0) log.info({ groups: expiredGroups }, "empty groups expired after the offsets retention: deleted with their offsets");
+        if (droppedOffsetTopics.length > 0) log.info({ offsets: droppedOffsetTopics }, "committed offsets of deleted topics dropped");
       },
       (err: unknown) => {
         this.groupTickQueued = false;
