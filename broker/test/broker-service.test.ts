@@ -1,9 +1,6 @@
 // Integration: one broker in-process (standalone metadata), real LMDB and real gRPC. Produce, fetch,
 // list offsets and metadata, and every kind of bad input answered with a typed error while the stored
 // data stays intact.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -17,8 +14,9 @@ import {
   OffsetSpec,
   type RecordBatch,
 } from "@runnel/proto";
-import { callUnary, channelOptions, createLogger } from "@runnel/common";
-import { Broker } from "../src/node.js";
+import { callUnary, channelOptions } from "@runnel/common";
+import type { Broker } from "../src/node.js";
+import { type StandaloneBroker, startStandaloneBroker } from "./fixtures/test-broker.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -41,7 +39,7 @@ function snapshot(port: number): MetadataEvent {
   };
 }
 
-let dir: string;
+
 let broker: Broker;
 let client: BrokerServiceClient;
 
@@ -62,28 +60,15 @@ function values(res: FetchResponse): string[] {
   return res.topics.flatMap((t) => t.partitions.flatMap((p) => p.batches.flatMap((b) => decodeBatch(b).map((r) => dec.decode(r.value)))));
 }
 
+let standalone: StandaloneBroker | undefined;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "runnel-broker-"));
-  broker = new Broker({
-    brokerId: 1,
-    listen: { host: "127.0.0.1", port: 0 },
-    dataDir: dir,
-    replicaLagTimeMaxMs: 10_000,
-    logger: createLogger({ role: "test", level: "silent" }),
-    onFatal: (err) => {
-      throw err;
-    },
-  });
-  await broker.start();
-  expect(broker.applyMetadata(snapshot(broker.grpcPort))).toBe(true);
-  await broker.replicas.settled();
-  client = new BrokerServiceClient(`127.0.0.1:${broker.grpcPort}`, grpc.credentials.createInsecure(), channelOptions);
+  standalone = await startStandaloneBroker("runnel-broker-", snapshot);
+  ({ broker, client } = standalone);
 });
 
 afterAll(async () => {
-  client?.close();
-  await broker?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await standalone?.stop();
 });
 
 describe("produce and fetch", () => {

@@ -2,14 +2,13 @@
 // topic. The flush path waits for as little as it can (the store's background flush, one event-loop
 // turn), so this proves the durability order still holds end to end: an acks=all answer means the
 // batch is flushed on every ISR member, and the high watermark never runs ahead of a flushed log.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { Acks, BrokerServiceClient, buildBatch, ErrorCode, type MetadataEvent } from "@runnel/proto";
-import { callUnary, channelOptions, createLogger } from "@runnel/common";
-import { Broker } from "../src/node.js";
+import { callUnary, channelOptions } from "@runnel/common";
+import type { Broker } from "../src/node.js";
+import { startTestBroker } from "./fixtures/test-broker.js";
 
 const enc = new TextEncoder();
 const leaderId = 1;
@@ -41,19 +40,8 @@ let client: BrokerServiceClient;
 
 beforeAll(async () => {
   for (const id of [leaderId, followerId]) {
-    const dir = mkdtempSync(join(tmpdir(), `runnel-replica-flush-${id}-`));
+    const { broker, dir } = await startTestBroker(id, `runnel-replica-flush-${id}-`, 60_000);
     dirs.push(dir);
-    const broker = new Broker({
-      brokerId: id,
-      listen: { host: "127.0.0.1", port: 0 },
-      dataDir: dir,
-      replicaLagTimeMaxMs: 60_000,
-      logger: createLogger({ role: "test", level: "silent" }),
-      onFatal: (err) => {
-        throw err;
-      },
-    });
-    await broker.start();
     brokers.set(id, broker);
   }
   const ports = Object.fromEntries([...brokers].map(([id, b]) => [id, b.grpcPort]));

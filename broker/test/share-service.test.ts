@@ -2,9 +2,6 @@
 // letters appended to the local dead-letter topic), real LMDB and real gRPC. Fetch, accept, release,
 // reject, renew, delays, lock expiry, max attempts, long polls, and every kind of bad input answered
 // with a typed error while the broker keeps serving.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -25,8 +22,9 @@ import {
   type ShareFetchRequest,
   type ShareFetchResponse,
 } from "@runnel/proto";
-import { callUnary, channelOptions, createLogger } from "@runnel/common";
-import { Broker } from "../src/node.js";
+import { callUnary } from "@runnel/common";
+import type { Broker } from "../src/node.js";
+import { type StandaloneBroker, startStandaloneBroker } from "./fixtures/test-broker.js";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -62,7 +60,7 @@ function snapshot(port: number): MetadataEvent {
   };
 }
 
-let dir: string;
+
 let broker: Broker;
 let client: BrokerServiceClient;
 
@@ -146,28 +144,15 @@ function header(r: ConsumedRecord, key: string): string | undefined {
   return h === undefined ? undefined : dec.decode(h.value);
 }
 
+let standalone: StandaloneBroker | undefined;
+
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "runnel-share-"));
-  broker = new Broker({
-    brokerId: 1,
-    listen: { host: "127.0.0.1", port: 0 },
-    dataDir: dir,
-    replicaLagTimeMaxMs: 10_000,
-    logger: createLogger({ role: "test", level: "silent" }),
-    onFatal: (err) => {
-      throw err;
-    },
-  });
-  await broker.start();
-  expect(broker.applyMetadata(snapshot(broker.grpcPort))).toBe(true);
-  await broker.replicas.settled();
-  client = new BrokerServiceClient(`127.0.0.1:${broker.grpcPort}`, grpc.credentials.createInsecure(), channelOptions);
+  standalone = await startStandaloneBroker("runnel-share-", snapshot);
+  ({ broker, client } = standalone);
 });
 
 afterAll(async () => {
-  client?.close();
-  await broker?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await standalone?.stop();
 });
 
 describe("acquire and acknowledge", () => {

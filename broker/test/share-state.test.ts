@@ -4,6 +4,7 @@
 import { InvariantError } from "@runnel/common";
 import { ShareRecordState, type SharePartitionState } from "@runnel/proto";
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../src/replication/state/sim.js";
 import {
   SharePartition,
   defaultLockDurationMs,
@@ -435,16 +436,6 @@ describe("toState / create", () => {
 // ---------------------------------------------------------------------------------------------
 // Seeded simulation
 
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Held {
   member: string;
