@@ -56,7 +56,8 @@ export interface Record {
   timestampDelta: bigint;
   /**
    * Position of the record inside its batch: 0 for the first, then 1, 2, ... without gaps. The
-   * record's offset is the batch's base_offset plus this delta.
+   * record's offset is the batch's base_offset plus this delta. (Only a batch cut down for a share
+   * group, see ShareFetchRequest.acquired_records_only, keeps the deltas of the records it holds.)
    */
   offsetDelta: number;
   /**
