@@ -40,6 +40,8 @@ export interface ControllerOptions {
   groupSessionTimeoutMs?: number;
   /** The heartbeat interval group members are told to use. */
   groupHeartbeatIntervalMs?: number;
+  /** A group with no members for this long is deleted with its committed offsets (default 7 days). */
+  groupOffsetsRetentionMs?: number;
   logger?: Logger;
   logLevel?: string;
   tickIntervalMs?: number;
@@ -82,6 +84,7 @@ export async function startController(options: ControllerOptions): Promise<Runni
       groupConfig: {
         sessionTimeoutMs: options.groupSessionTimeoutMs ?? defaultGroupSessionTimeoutMs,
         heartbeatIntervalMs: options.groupHeartbeatIntervalMs ?? defaultGroupHeartbeatIntervalMs,
+        ...(options.groupOffsetsRetentionMs === undefined ? {} : { offsetsRetentionMs: options.groupOffsetsRetentionMs }),
       },
       config: {
         sessionTimeoutMs: options.sessionTimeoutMs,

@@ -50,6 +50,13 @@ const flags = parseFlags("runnel-controller", "Runnel controller: cluster metada
     default: 3000,
     parse: intFlag(10, 600_000),
   },
+  groupOffsetsRetentionMs: {
+    name: "group-offsets-retention-ms",
+    env: "RUNNEL_GROUP_OFFSETS_RETENTION_MS",
+    description: "a consumer group with no members for this long is deleted with its committed offsets (Kafka's offsets.retention.minutes)",
+    default: 7 * 24 * 3600 * 1000,
+    parse: intFlag(60_000, 365 * 24 * 3600 * 1000),
+  },
   logLevel: { name: "log-level", env: "RUNNEL_LOG_LEVEL", description: "log level", default: "info", parse: choiceFlag(logLevels) },
 });
 
@@ -85,6 +92,7 @@ try {
     leaderImbalanceCheckMs: flags.leaderImbalanceCheckMs,
     groupSessionTimeoutMs: flags.groupSessionTimeoutMs,
     groupHeartbeatIntervalMs: flags.groupHeartbeatIntervalMs,
+    groupOffsetsRetentionMs: flags.groupOffsetsRetentionMs,
     logger,
     onFatal: fatal,
   });
