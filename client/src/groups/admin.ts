@@ -3,11 +3,10 @@
 // group that has no members (to earliest, latest, a timestamp or an offset).
 import { ErrorCode } from "@runnel/proto";
 import { errorFromCode, GroupError, RunnelError } from "../errors/index.js";
-import type { ChannelPool } from "../network/index.js";
+import type { ChannelPool, ControllerMethods } from "../network/index.js";
 import type { ClusterMetadata } from "../metadata/index.js";
 import { listOffsets } from "../metadata/offsets.js";
 import { retryPolicy, withRetry, type RetryOptions, type RetryPolicy } from "../retry/index.js";
-import { groupCall, type GroupMethods } from "./rpc.js";
 
 export interface GroupListing {
   groupId: string;
@@ -66,8 +65,8 @@ export class GroupAdmin {
     this.policy = retryPolicy(ctx.retry);
   }
 
-  private call<M extends keyof GroupMethods>(method: M, request: GroupMethods[M][0]): Promise<GroupMethods[M][1]> {
-    return withRetry(this.policy, async () => groupCall(this.ctx.pool, await this.ctx.metadata.controllerAddress(), method, request), {
+  private call<M extends keyof ControllerMethods>(method: M, request: ControllerMethods[M][0]): Promise<ControllerMethods[M][1]> {
+    return withRetry(this.policy, async () => this.ctx.pool.controller(await this.ctx.metadata.controllerAddress(), method, request), {
       beforeRetry: () => this.ctx.metadata.refresh().catch(() => undefined),
     });
   }

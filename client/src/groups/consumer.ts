@@ -9,7 +9,6 @@
 import { ErrorCode, type TopicPartitions } from "@runnel/proto";
 import { ClientUsageError, GroupError, RunnelError, errorFromCode } from "../errors/index.js";
 import { Consumer, type ConsumerContext, type ConsumerOptions, type ConsumerRecord, type TopicPartition } from "../consumer/index.js";
-import { groupCall } from "./rpc.js";
 
 export const defaultAutoCommitIntervalMs = 5_000;
 /** Used until the controller says how often to heartbeat. */
@@ -202,7 +201,7 @@ export class GroupConsumer implements AsyncIterable<ConsumerRecord> {
       const byTopic = new Map<string, Array<{ partition: number; committedOffset: bigint; committedLeaderEpoch: number; metadata: string }>>();
       for (const o of offsets) byTopic.set(o.topic, [...(byTopic.get(o.topic) ?? []), { partition: o.partition, committedOffset: o.offset, committedLeaderEpoch: -1, metadata: "" }]);
       const address = await this.ctx.metadata.controllerAddress();
-      const res = await groupCall(this.ctx.pool, address, "offsetCommit", {
+      const res = await this.ctx.pool.controller(address, "offsetCommit", {
         groupId: this.opts.groupId, memberId: this.memberIdValue, memberEpoch: this.memberEpochValue,
         topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })),
       }, groupRequestTimeoutMs);
@@ -263,7 +262,7 @@ export class GroupConsumer implements AsyncIterable<ConsumerRecord> {
 
   private async sendHeartbeat(memberEpoch: number) {
     const address = await this.ctx.metadata.controllerAddress();
-    return groupCall(this.ctx.pool, address, "consumerGroupHeartbeat", {
+    return this.ctx.pool.controller(address, "consumerGroupHeartbeat", {
       groupId: this.opts.groupId,
       memberId: this.memberIdValue,
       memberEpoch,
@@ -322,7 +321,7 @@ export class GroupConsumer implements AsyncIterable<ConsumerRecord> {
     }
     if (added.length > 0) {
       const address = await this.ctx.metadata.controllerAddress();
-      const fetched = await groupCall(this.ctx.pool, address, "offsetFetch", { groupId: this.opts.groupId, topics: groupTopics(added) }, groupRequestTimeoutMs);
+      const fetched = await this.ctx.pool.controller(address, "offsetFetch", { groupId: this.opts.groupId, topics: groupTopics(added) }, groupRequestTimeoutMs);
       if (fetched.errorCode !== ErrorCode.ERROR_CODE_NONE) throw errorFromCode(fetched.errorCode, { detail: fetched.errorMessage });
       for (const t of new Set(added.map((tp) => tp.topic))) await this.ctx.metadata.ensureTopic(t);
       for (const tp of added) this.owned.set(key(tp), tp);

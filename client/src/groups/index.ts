@@ -3,4 +3,3 @@
 // groups. Everything goes to the controller through the generated stubs, KIP-848 style.
 export { GroupConsumer, diffAssignment, defaultAutoCommitIntervalMs, defaultRebalanceTimeoutMs, type GroupConsumerOptions, type RebalanceListeners } from "./consumer.js";
 export { GroupAdmin, type GroupListing, type GroupDescription, type GroupMember, type GroupPartitionLag, type OffsetResetTarget } from "./admin.js";
-export { groupCall, type GroupMethods } from "./rpc.js";

@@ -15,6 +15,15 @@ import {
   type AlterTopicConfigsRequest, type AlterTopicConfigsResponse,
   type DescribeClusterRequest, type DescribeClusterResponse,
   type InitProducerIdRequest, type InitProducerIdResponse,
+  type ConsumerGroupHeartbeatRequest, type ConsumerGroupHeartbeatResponse,
+  type OffsetCommitRequest, type OffsetCommitResponse,
+  type OffsetFetchRequest, type OffsetFetchResponse,
+  type ListGroupsRequest, type ListGroupsResponse,
+  type DescribeGroupsRequest, type DescribeGroupsResponse,
+  type ShareFetchRequest, type ShareFetchResponse,
+  type ShareAcknowledgeRequest, type ShareAcknowledgeResponse,
+  type ShareGroupHeartbeatRequest, type ShareGroupHeartbeatResponse,
+  type DescribeShareGroupsRequest, type DescribeShareGroupsResponse,
 } from "@runnel/proto";
 import { ClientUsageError, errorFromGrpc } from "../errors/index.js";
 import { ErrorCode } from "@runnel/proto";
@@ -27,6 +36,8 @@ export interface BrokerMethods {
   produce: [ProduceRequest, ProduceResponse];
   fetch: [FetchRequest, FetchResponse];
   listOffsets: [ListOffsetsRequest, ListOffsetsResponse];
+  shareFetch: [ShareFetchRequest, ShareFetchResponse];
+  shareAcknowledge: [ShareAcknowledgeRequest, ShareAcknowledgeResponse];
 }
 
 export interface ControllerMethods {
@@ -35,6 +46,13 @@ export interface ControllerMethods {
   alterTopicConfigs: [AlterTopicConfigsRequest, AlterTopicConfigsResponse];
   describeCluster: [DescribeClusterRequest, DescribeClusterResponse];
   initProducerId: [InitProducerIdRequest, InitProducerIdResponse];
+  consumerGroupHeartbeat: [ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse];
+  offsetCommit: [OffsetCommitRequest, OffsetCommitResponse];
+  offsetFetch: [OffsetFetchRequest, OffsetFetchResponse];
+  listGroups: [ListGroupsRequest, ListGroupsResponse];
+  describeGroups: [DescribeGroupsRequest, DescribeGroupsResponse];
+  shareGroupHeartbeat: [ShareGroupHeartbeatRequest, ShareGroupHeartbeatResponse];
+  describeShareGroups: [DescribeShareGroupsRequest, DescribeShareGroupsResponse];
 }
 
 type UnaryFn = (req: unknown, md: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => grpc.ClientUnaryCall;

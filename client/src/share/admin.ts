@@ -15,7 +15,7 @@ import type { ClusterMetadata } from "../metadata/index.js";
 import { listOffsets } from "../metadata/offsets.js";
 import { Producer } from "../producer/index.js";
 import { retryPolicy, withRetry, type RetryPolicy } from "../retry/index.js";
-import { shareControllerCall, type ShareControllerMethods } from "./rpc.js";
+import type { ControllerMethods } from "../network/index.js";
 
 /** Most dead letters one dlqList returns when not told. */
 export const defaultDlqListMaxRecords = 1_000;
@@ -181,8 +181,8 @@ export class ShareAdmin {
     this.policy = retryPolicy(ctx.retry);
   }
 
-  private call<M extends keyof ShareControllerMethods>(method: M, request: ShareControllerMethods[M][0]): Promise<ShareControllerMethods[M][1]> {
-    return withRetry(this.policy, async () => shareControllerCall(this.ctx.pool, await this.ctx.metadata.controllerAddress(), method, request), {
+  private call<M extends keyof ControllerMethods>(method: M, request: ControllerMethods[M][0]): Promise<ControllerMethods[M][1]> {
+    return withRetry(this.policy, async () => this.ctx.pool.controller(await this.ctx.metadata.controllerAddress(), method, request), {
       beforeRetry: () => this.ctx.metadata.refresh().catch(() => undefined),
     });
   }

@@ -14,7 +14,6 @@ import { ClientUsageError, CorruptBatchError, RunnelError, errorFromCode, needsM
 import type { ConsumerContext, ConsumerRecord } from "../consumer/index.js";
 import { backoffMs, retryPolicy, withRetry, type RetryOptions, type RetryPolicy } from "../retry/index.js";
 import { acquiredFromBatches, coalesceAcks, maxReleaseDelayMs, splitRecordBudget, truncateReason, type AckType, type PendingAck } from "./acks.js";
-import { shareBrokerCall, shareControllerCall } from "./rpc.js";
 
 export const defaultMaxInFlightRecords = 500;
 export const defaultLockDurationMs = 30_000;
@@ -260,7 +259,7 @@ export class ShareConsumer {
     }
     const result = await withRetry(this.policy, async () => {
       const leader = this.ctx.metadata.leaderFor(record.topic, record.partition);
-      const res = await shareBrokerCall(this.ctx.pool, leader.address, "shareAcknowledge", {
+      const res = await this.ctx.pool.broker(leader.address, "shareAcknowledge", {
         groupId: this.groupId, memberId: held.memberId,
         topics: [{ topic: record.topic, partitions: [{ partition: record.partition, currentLeaderEpoch: leader.leaderEpoch, acknowledgements: [{ ...coalesceAcks([{ offset: record.offset, type: "renew", releaseDelayMs: 0, reason: "" }])[0]!, lockDurationMs: this.lockDurationMs }] }] }],
       });
@@ -402,7 +401,7 @@ export class ShareConsumer {
       acquiredRecordsOnly: true,
     };
     try {
-      const res = await shareBrokerCall(this.ctx.pool, address, "shareFetch", request, this.ctx.requestTimeoutMs + maxWaitMs);
+      const res = await this.ctx.pool.broker(address, "shareFetch", request, this.ctx.requestTimeoutMs + maxWaitMs);
       const answered = new Set<AckEntry>();
       for (const t of res.topics) {
         for (const p of t.partitions) {
@@ -563,7 +562,7 @@ export class ShareConsumer {
     for (const e of entries) e.attempts += 1;
     const topics = this.ackTopics(entries);
     try {
-      const res = await shareBrokerCall(this.ctx.pool, address, "shareAcknowledge", { groupId: this.groupId, memberId, topics });
+      const res = await this.ctx.pool.broker(address, "shareAcknowledge", { groupId: this.groupId, memberId, topics });
       const answered = new Set<AckEntry>();
       for (const t of res.topics) {
         for (const p of t.partitions) {
@@ -670,7 +669,7 @@ export class ShareConsumer {
 
   private async sendHeartbeat(memberEpoch: number) {
     const address = await this.ctx.metadata.controllerAddress();
-    return shareControllerCall(this.ctx.pool, address, "shareGroupHeartbeat", {
+    return this.ctx.pool.controller(address, "shareGroupHeartbeat", {
       groupId: this.groupId, memberId: this.memberIdValue, memberEpoch,
       subscribedTopicNames: memberEpoch === 0 ? [...this.topics] : [], clientId: this.clientId,
     }, shareHeartbeatTimeoutMs);

@@ -12,4 +12,3 @@ export {
   ShareAdmin, summarizeSharePartition, parseDeadLetter, resolveDeadLetterTopic, topicConfigOf, defaultDlqListMaxRecords, dlqReadTimeoutMs,
   type ShareGroupListing, type ShareGroupMemberDescription, type SharePartitionSummary, type ShareGroupDescriptionResult, type DeadLetter, type DlqRedriveResult,
 } from "./admin.js";
-export { shareBrokerCall, shareControllerCall, type ShareBrokerMethods, type ShareControllerMethods } from "./rpc.js";
