@@ -38,11 +38,12 @@ import {
   maxMetadataTopicsPerRequest,
   maxPartitionsPerRequest,
   maxProduceTimeoutMs,
+  countPartitions,
 } from "./limits.js";
 import type { BrokerMetrics } from "../metrics/broker-metrics.js";
-import { encodeFetchResponse, type FetchPartitionWire, type FetchTopicWire } from "./wire.js";
+import { encodeFetchResponse, encodeShareFetchResponse, type FetchPartitionWire, type FetchTopicWire, type ShareFetchTopicWire } from "./wire.js";
 import type { ShareManager } from "../share/manager.js";
-import { encodeShareFetchResponse, type PartitionLookup, ShareService, type ShareFetchTopicWire } from "../share/service.js";
+import { type PartitionLookup, ShareService } from "../share/service.js";
 
 export interface BrokerServiceDeps {
   brokerId: number;
@@ -85,12 +86,6 @@ function acksMode(acks: Acks): AcksMode {
 
 function checkRange(name: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) throw new InvalidRequest(`${name} ${value} is outside ${min}..${max}`);
-}
-
-function countPartitions(topics: ReadonlyArray<{ partitions: readonly unknown[] }>): number {
-  let n = 0;
-  for (const t of topics) n += t.partitions.length;
-  return n;
 }
 
 export class BrokerServiceHandlers implements PartitionLookup {

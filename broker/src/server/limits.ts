@@ -19,3 +19,10 @@ export const maxInFlightClientRequests = 4_096;
 export const maxInFlightProduceBytes = 256 * 1024 * 1024;
 /** Topics one Metadata request may name. */
 export const maxMetadataTopicsPerRequest = 10_000;
+
+/** Partitions a request names over all its topics (checked against maxPartitionsPerRequest). */
+export function countPartitions(topics: ReadonlyArray<{ partitions: readonly unknown[] }>): number {
+  let n = 0;
+  for (const t of topics) n += t.partitions.length;
+  return n;
+}

@@ -1,8 +1,16 @@
-// Hand-written encoders for the two responses that carry record batches (Fetch and ReplicaFetch).
+// Hand-written encoders for the responses that carry record batches (Fetch, ReplicaFetch, ShareFetch).
 // Stored batches are already encoded RecordBatch messages, so they are written into the response as
 // length-delimited fields as they are: the wire bytes are identical to what the generated encoder
 // would produce from decoded batches, without decoding or re-encoding them.
-import { BinaryReader, BinaryWriter, type EpochEndOffset, EpochEndOffset as EpochEndOffsetCodec, type ErrorCode, LeaderHint } from "@runnel/proto";
+import {
+  BinaryReader,
+  BinaryWriter,
+  type EpochEndOffset,
+  EpochEndOffset as EpochEndOffsetCodec,
+  type ErrorCode,
+  LeaderHint,
+  ShareFetchPartitionResponse,
+} from "@runnel/proto";
 
 export interface FetchPartitionWire {
   partition: number;
@@ -27,20 +35,47 @@ export interface FetchTopicWire {
  * fork once per nesting level, which made each fetch response three transient copies of its batches.
  */
 export function encodeFetchResponse(topics: readonly FetchTopicWire[]): Buffer {
+  return encodeTopicsWithBatches(topics, 66, (p) => { // batches = 8
+    const w = new BinaryWriter();
+    if (p.partition !== 0) w.uint32(8).int32(p.partition);
+    if (p.errorCode !== 0) w.uint32(16).int32(p.errorCode);
+    if (p.errorMessage !== "") w.uint32(26).string(p.errorMessage);
+    if (p.highWatermark !== 0n) w.uint32(32).int64(p.highWatermark);
+    if (p.logStartOffset !== 0n) w.uint32(40).int64(p.logStartOffset);
+    if (p.logEndOffset !== 0n) w.uint32(48).int64(p.logEndOffset);
+    if (p.currentLeader !== undefined) LeaderHint.encode(p.currentLeader, w.uint32(58).fork()).join();
+    return w.finish();
+  });
+}
+
+/** ShareFetchPartitionResponse with its batches kept as encoded RecordBatch bytes. */
+export type ShareFetchPartitionWire = Omit<ShareFetchPartitionResponse, "batches"> & { batches: Uint8Array[] };
+export interface ShareFetchTopicWire {
+  topic: string;
+  partitions: ShareFetchPartitionWire[];
+}
+
+/**
+ * Encodes a ShareFetchResponse whose batches are pre-encoded, into one exact-size buffer. The batches
+ * field (5) follows the partition's other fields; protobuf readers accept fields in any order.
+ */
+export function encodeShareFetchResponse(topics: readonly ShareFetchTopicWire[]): Buffer {
+  return encodeTopicsWithBatches(topics, 42, (p) => ShareFetchPartitionResponse.encode({ ...p, batches: [] }).finish()); // batches = 5
+}
+
+/**
+ * The shape Fetch and ShareFetch answers share: repeated topics (1) of { topic name (1), repeated
+ * partitions (2) }, each partition its small fields (`head`) then its batches as field `batchTag`.
+ */
+function encodeTopicsWithBatches<P extends { batches: readonly Uint8Array[] }>(
+  topics: ReadonlyArray<{ topic: string; partitions: readonly P[] }>,
+  batchTag: number,
+  head: (p: P) => Uint8Array,
+): Buffer {
   const plans = topics.map((t) => {
-    const head = t.topic === "" ? empty : new BinaryWriter().uint32(10).string(t.topic).finish();
-    const partitions = t.partitions.map((p) => {
-      const w = new BinaryWriter();
-      if (p.partition !== 0) w.uint32(8).int32(p.partition);
-      if (p.errorCode !== 0) w.uint32(16).int32(p.errorCode);
-      if (p.errorMessage !== "") w.uint32(26).string(p.errorMessage);
-      if (p.highWatermark !== 0n) w.uint32(32).int64(p.highWatermark);
-      if (p.logStartOffset !== 0n) w.uint32(40).int64(p.logStartOffset);
-      if (p.logEndOffset !== 0n) w.uint32(48).int64(p.logEndOffset);
-      if (p.currentLeader !== undefined) LeaderHint.encode(p.currentLeader, w.uint32(58).fork()).join();
-      return part(w.finish(), 66, p.batches); // batches = 8
-    });
-    return { head, partitions, bytes: head.length + partitions.reduce((n, p) => n + fieldBytes(p.bytes), 0) };
+    const name = t.topic === "" ? empty : new BinaryWriter().uint32(10).string(t.topic).finish();
+    const partitions = t.partitions.map((p) => part(head(p), batchTag, p.batches));
+    return { head: name, partitions, bytes: name.length + partitions.reduce((n, p) => n + fieldBytes(p.bytes), 0) };
   });
   const out = new ExactWriter(plans.reduce((n, t) => n + fieldBytes(t.bytes), 0));
   for (const t of plans) {

@@ -5,7 +5,6 @@
 // of its share partitions becomes acquirable.
 import * as grpc from "@grpc/grpc-js";
 import {
-  BinaryWriter,
   ErrorCode,
   type LeaderHint,
   ShareAcknowledgeType,
@@ -15,7 +14,6 @@ import {
   type ShareAcknowledgeResponse,
   type ShareAcknowledgeResult,
   type ShareAcknowledgeTopic,
-  ShareFetchPartitionResponse,
   type ShareFetchRequest,
 } from "@runnel/proto";
 import { InvalidRequest, type Logger } from "@runnel/common";
@@ -23,8 +21,8 @@ import { StorageCorruptionError } from "../log/index.js";
 import type { Partition } from "../partition/partition.js";
 import { waitForAny, type Waiters } from "../partition/waiters.js";
 import type { ShareMetrics } from "../metrics/share-metrics.js";
-import { toBuffer } from "../server/wire.js";
-import { maxPartitionsPerRequest } from "../server/limits.js";
+import { countPartitions, maxPartitionsPerRequest } from "../server/limits.js";
+import type { ShareFetchPartitionWire, ShareFetchTopicWire } from "../server/wire.js";
 import {
   defaultShareLockDurationMs,
   maxAckReasonBytes,
@@ -58,29 +56,6 @@ export interface ShareServiceDeps {
   metrics?: ShareMetrics;
 }
 
-/** ShareFetchPartitionResponse with its batches kept as the log's encoded RecordBatch bytes. */
-export type ShareFetchPartitionWire = Omit<ShareFetchPartitionResponse, "batches"> & { batches: Uint8Array[] };
-export interface ShareFetchTopicWire {
-  topic: string;
-  partitions: ShareFetchPartitionWire[];
-}
-
-/** Encodes a ShareFetchResponse; batches are written as they are stored (no decode, no re-encode). */
-export function encodeShareFetchResponse(topics: readonly ShareFetchTopicWire[]): Buffer {
-  const w = new BinaryWriter();
-  for (const t of topics) {
-    w.uint32(10).fork(); // topics = 1
-    if (t.topic !== "") w.uint32(10).string(t.topic);
-    for (const p of t.partitions) {
-      w.uint32(18).fork(); // partitions = 2
-      ShareFetchPartitionResponse.encode({ ...p, batches: [] }, w);
-      for (const b of p.batches) w.uint32(42).bytes(b); // batches = 5
-      w.join();
-    }
-    w.join();
-  }
-  return toBuffer(w.finish());
-}
 
 function checkRange(name: string, value: number, min: number, max: number): void {
   if (!Number.isInteger(value) || value < min || value > max) throw new InvalidRequest(`${name} ${value} is outside ${min}..${max}`);
@@ -149,12 +124,6 @@ function parseAckTopics(topics: readonly ShareAcknowledgeTopic[], what: string):
     }
   }
   return out;
-}
-
-function countPartitions(topics: ReadonlyArray<{ partitions: readonly unknown[] }>): number {
-  let n = 0;
-  for (const t of topics) n += t.partitions.length;
-  return n;
 }
 
 /** A partition's answer being built. */
