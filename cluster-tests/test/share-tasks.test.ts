@@ -466,6 +466,43 @@ describe("task queues on share groups with real processes", () => {
     expect(worker.stats).toEqual({ accepted: 0, released: maxDeliveryAttempts - 1, deadLettered: 1 });
   }, 90_000);
 
+  it("a worker's close() lets a running job finish (accepted) and releases one that outlives the timeout to another worker at once", async (ctx) => {
+    const cluster = useShared(ctx);
+    const queue = "graceful";
+    await createQueue(cluster, queue);
+    const runnel = client(ctx, cluster, "graceful-a");
+    let finishQuick!: () => void;
+    const quickMayFinish = new Promise<void>((r) => { finishQuick = r; });
+    const started: string[] = [];
+    // A long lock: if close() did not release the stuck job, nobody else could get it within this test.
+    const longLockMs = 120_000;
+    const worker = runnel.tasks.worker(queue, async (job) => {
+      started.push((job.payload as { kind: string }).kind);
+      if ((job.payload as { kind: string }).kind === "quick") await quickMayFinish;
+      else await new Promise(() => undefined); // stuck forever
+    }, { concurrency: 2, lockDurationMs: longLockMs });
+    ctx.onTestFinished(() => worker.close({ timeoutMs: 1 }));
+    await runnel.tasks.enqueue(queue, { kind: "quick" });
+    await runnel.tasks.enqueue(queue, { kind: "stuck" });
+    await pollUntil(() => (started.length === 2 ? true : undefined), { timeoutMs: 30_000, what: "both jobs did not start", hint: () => `logs: ${cluster.dir}` });
+
+    const closing = worker.close({ timeoutMs: 2_000 });
+    finishQuick();
+    await closing;
+    expect(worker.stats.accepted).toBe(1); // the quick job; the stuck one was released by close(), not by a handler error
+
+    const other = client(ctx, cluster, "graceful-b").tasks;
+    const rerun: Job[] = [];
+    const second = other.worker(queue, async (job) => {
+      rerun.push(job);
+    }, { concurrency: 2, lockDurationMs: workerLockMs });
+    ctx.onTestFinished(() => second.close());
+    await pollUntil(() => (rerun.length >= 1 ? true : undefined), { timeoutMs: 30_000, what: "the released job was not redelivered", hint: () => `logs: ${cluster.dir}` });
+    await second.close();
+    // Only the released job comes back (the finished one was accepted), as its second delivery.
+    expect(rerun.map((j) => [(j.payload as { kind: string }).kind, j.attempt])).toEqual([["stuck", 2]]);
+  }, 90_000);
+
   it("a delayed job is never delivered before enqueue time + delay", async (ctx) => {
     const cluster = useShared(ctx);
     const queue = "delayed";
