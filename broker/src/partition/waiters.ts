@@ -28,6 +28,18 @@ export class Waiters {
 }
 
 /**
+ * An AbortSignal that fires when the gRPC client cancels `call`, for waitForAny. Call release() once
+ * the handler has its answer: grpc-js (1.14) emits "cancelled" after every finished call too, and an
+ * abort then would build a DOMException per request for nothing (3% of a busy leader's CPU).
+ */
+export function abortOnCancel(call: NodeJS.EventEmitter): { signal: AbortSignal; release: () => void } {
+  const abort = new AbortController();
+  const onCancel = () => abort.abort();
+  call.on("cancelled", onCancel);
+  return { signal: abort.signal, release: () => call.removeListener("cancelled", onCancel) };
+}
+
+/**
  * Waits until any of `waiters` wakes or `timeoutMs` passes. Resolves either way (the caller reads again
  * to see what changed); also resolves at once when `signal` is aborted (the client went away).
  */

@@ -27,7 +27,7 @@ import { OffsetOutOfRangeError, StorageCorruptionError } from "../log/index.js";
 import type { MetadataCache } from "../metadata/cache.js";
 import type { AcksMode, Partition } from "../partition/partition.js";
 import type { ReplicaManager } from "../partition/replica-manager.js";
-import { waitForAny, type Waiters } from "../partition/waiters.js";
+import { abortOnCancel, waitForAny, type Waiters } from "../partition/waiters.js";
 import {
   defaultFetchMaxBytes,
   defaultProduceTimeoutMs,
@@ -255,18 +255,19 @@ export class BrokerServiceHandlers implements PartitionLookup {
         checkRange(`partition_max_bytes for ${t.topic}-${p.partition}`, p.partitionMaxBytes, 0, maxFetchBytes);
       }
     }
-    const abort = new AbortController();
-    call.on("cancelled", () => abort.abort());
+    const cancel = abortOnCancel(call);
     const deadline = Date.now() + req.maxWaitMs;
     for (;;) {
       const { topics, bytes, waiters, anyError } = this.readAll(req, maxBytes);
       const remaining = deadline - Date.now();
-      if (bytes >= req.minBytes || bytes > 0 && req.minBytes === 0 || anyError || remaining <= 0 || abort.signal.aborted) {
+      if (bytes >= req.minBytes || bytes > 0 && req.minBytes === 0 || anyError || remaining <= 0 || cancel.signal.aborted) {
+        cancel.release();
         this.deps.metrics?.fetchedBytes(bytes);
         return topics;
       }
-      await waitForAny(waiters, remaining, abort.signal);
-      if (Date.now() >= deadline || abort.signal.aborted) {
+      await waitForAny(waiters, remaining, cancel.signal);
+      if (Date.now() >= deadline || cancel.signal.aborted) {
+        cancel.release();
         const last = this.readAll(req, maxBytes);
         this.deps.metrics?.fetchedBytes(last.bytes);
         return last.topics;

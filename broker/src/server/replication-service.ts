@@ -13,7 +13,7 @@ import { InvalidRequest, type Logger, unary } from "@runnel/common";
 import { OffsetOutOfRangeError } from "../log/index.js";
 import type { MetadataCache } from "../metadata/cache.js";
 import { monotonicNowMs, type ReplicaManager } from "../partition/replica-manager.js";
-import { waitForAny, type Waiters } from "../partition/waiters.js";
+import { abortOnCancel, waitForAny, type Waiters } from "../partition/waiters.js";
 import type { BrokerMetrics } from "../metrics/broker-metrics.js";
 import { maxFetchBytes, maxFetchWaitMs, maxPartitionsPerRequest } from "./limits.js";
 import { encodeReplicaFetchResponse, type ReplicaFetchPartitionWire } from "./wire.js";
@@ -54,14 +54,14 @@ export class ReplicationServiceHandlers {
     if (known !== undefined && req.brokerEpoch < known.brokerEpoch) {
       return req.partitions.map((p) => this.errorFor(p.topic, p.partition, ErrorCode.STALE_BROKER_EPOCH, `broker ${req.replicaId} epoch ${req.brokerEpoch} is older than its registration ${known.brokerEpoch}`));
     }
-    const abort = new AbortController();
-    call.on("cancelled", () => abort.abort());
     const first = this.serve(req, true);
     if (first.bytes > 0 || first.anyError || req.maxWaitMs === 0) {
       this.deps.metrics?.replicatedBytes(req.replicaId, first.bytes);
       return first.partitions;
     }
-    await waitForAny(first.waiters, req.maxWaitMs, abort.signal);
+    const cancel = abortOnCancel(call);
+    await waitForAny(first.waiters, req.maxWaitMs, cancel.signal);
+    cancel.release();
     const second = this.serve(req, false);
     this.deps.metrics?.replicatedBytes(req.replicaId, second.bytes);
     return second.partitions;

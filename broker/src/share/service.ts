@@ -19,7 +19,7 @@ import {
 import { InvalidRequest, type Logger } from "@runnel/common";
 import { StorageCorruptionError } from "../log/index.js";
 import type { Partition } from "../partition/partition.js";
-import { waitForAny, type Waiters } from "../partition/waiters.js";
+import { abortOnCancel, waitForAny, type Waiters } from "../partition/waiters.js";
 import type { ShareMetrics } from "../metrics/share-metrics.js";
 import { countPartitions, maxPartitionsPerRequest } from "../server/limits.js";
 import type { ShareFetchPartitionWire, ShareFetchTopicWire } from "../server/wire.js";
@@ -326,8 +326,7 @@ export class ShareService {
     let nowMs = manager.now();
     await Promise.all(acks.map((ap) => this.applyAcks(outFor(ap.topic, ap.partition), groupId, memberId, ap, nowMs)));
 
-    const abort = new AbortController();
-    call.on("cancelled", () => abort.abort());
+    const cancel = abortOnCancel(call);
     const deadline = nowMs + req.maxWaitMs;
     for (;;) {
       nowMs = manager.now();
@@ -358,7 +357,7 @@ export class ShareService {
       await this.persistAll([...outs.values()]);
       const acquiredAny = remaining < req.maxRecords;
       const now = manager.now();
-      if (acquiredAny || anyError || req.maxRecords === 0 || now >= deadline || abort.signal.aborted) break;
+      if (acquiredAny || anyError || req.maxRecords === 0 || now >= deadline || cancel.signal.aborted) break;
 
       // Nothing to hand out: wait for new records (high watermark) or for one to become acquirable.
       const waiters: Waiters[] = [];
@@ -382,11 +381,12 @@ export class ShareService {
       }
       this.parkedFetches++;
       try {
-        await waitForAny(waiters, Math.max(minShareWaitMs, wakeAt - now), abort.signal);
+        await waitForAny(waiters, Math.max(minShareWaitMs, wakeAt - now), cancel.signal);
       } finally {
         this.parkedFetches--;
       }
     }
+    cancel.release();
 
     const byTopic = new Map<string, ShareFetchTopicWire>();
     for (const out of outs.values()) {
