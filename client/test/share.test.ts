@@ -82,6 +82,15 @@ describe("acquiredFromBatches: only the member's acquired offsets of whole batch
     expect(out.batchError).toMatch(/CRC32C mismatch/);
   });
 
+  it("hands each acquired record out once when batches repeat or come out of order and runs overlap", () => {
+    const out = acquiredFromBatches([batchAt(5n, 3), batchAt(0n, 5), batchAt(5n, 3)], [
+      { firstOffset: 6n, lastOffset: 9n, deliveryCount: 2 },
+      { firstOffset: 1n, lastOffset: 6n, deliveryCount: 1 },
+    ]);
+    expect(out.records.map((r) => [r.offset, r.deliveryCount])).toEqual([[1n, 1], [2n, 1], [3n, 1], [4n, 1], [5n, 1], [6n, 1], [7n, 2]]);
+    expect(out.missing).toEqual([8n, 9n]);
+  });
+
   it("returns nothing when nothing was acquired", () => {
     expect(acquiredFromBatches([batchAt(0n, 3)], []).records).toEqual([]);
   });

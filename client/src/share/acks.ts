@@ -90,30 +90,47 @@ export interface AcquiredBatches {
  * members, archived ones, or ones below the share-partition start), each with its run's delivery count.
  */
 export function acquiredFromBatches(batches: readonly RecordBatch[], acquired: readonly AcquiredRecords[]): AcquiredBatches {
-  const runs = [...acquired].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : 1));
-  const deliveryCountOf = (offset: bigint): number | undefined => {
-    // Runs are few per answer; a linear scan is cheaper than building an index.
-    for (const r of runs) if (offset >= r.firstOffset && offset <= r.lastOffset) return r.deliveryCount;
-    return undefined;
-  };
-  const found = new Map<bigint, AcquiredRecord>();
+  const byOffset = (a: { offset: bigint }, b: { offset: bigint }) => (a.offset < b.offset ? -1 : a.offset > b.offset ? 1 : 0);
+  const runs = [...acquired].sort((a, b) => (a.firstOffset < b.firstOffset ? -1 : a.firstOffset > b.firstOffset ? 1 : 0));
+  // Every decoded record in offset order (answers come in offset order; sorted only when not), then
+  // one merge walk with the runs: this runs once per record a member receives.
+  const decoded: ConsumedRecord[] = [];
+  let inOrder = true;
   let batchError: string | undefined;
   for (const batch of batches) {
-    let decoded: ConsumedRecord[];
+    let records: ConsumedRecord[];
     try {
-      decoded = decodeBatch(batch);
+      records = decodeBatch(batch);
     } catch (err) {
       batchError ??= err instanceof BatchError ? err.message : String(err);
       continue;
     }
-    for (const r of decoded) {
-      const deliveryCount = deliveryCountOf(r.offset);
-      if (deliveryCount !== undefined && !found.has(r.offset)) found.set(r.offset, { ...r, deliveryCount });
+    for (const r of records) {
+      const last = decoded[decoded.length - 1];
+      if (last !== undefined && r.offset <= last.offset) inOrder = false;
+      decoded.push(r);
     }
   }
+  if (!inOrder) decoded.sort(byOffset);
+  const records: AcquiredRecord[] = [];
   const missing: bigint[] = [];
-  for (const r of runs) for (let o = r.firstOffset; o <= r.lastOffset; o++) if (!found.has(o)) missing.push(o);
-  const records = [...found.values()].sort((a, b) => (a.offset < b.offset ? -1 : 1));
+  let i = 0;
+  // The lowest offset no run has covered yet: an offset in two runs belongs to the first (a record once).
+  let next: bigint | undefined;
+  for (const run of runs) {
+    let offset = next !== undefined && next > run.firstOffset ? next : run.firstOffset;
+    for (; offset <= run.lastOffset; offset++) {
+      while (i < decoded.length && decoded[i]!.offset < offset) i++;
+      const r = decoded[i];
+      if (r !== undefined && r.offset === offset) {
+        records.push({ ...r, deliveryCount: run.deliveryCount });
+        i++;
+      } else {
+        missing.push(offset);
+      }
+    }
+    if (next === undefined || offset > next) next = offset;
+  }
   return { records, missing, batchError };
 }
 

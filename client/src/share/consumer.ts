@@ -392,7 +392,13 @@ export class ShareConsumer {
   private async fetch(address: string, topics: Map<string, Array<{ partition: number; currentLeaderEpoch: number }>>, maxRecords: number, maxWaitMs: number): Promise<void> {
     this.fetching.set(address, maxRecords);
     const memberId = this.memberIdValue;
-    const piggybacked = this.takePending((e) => e.memberId === memberId && this.leaderAddress(e.topic, e.partition) === address);
+    const leaders = new Map<string, string | undefined>();
+    const piggybacked = this.takePending((e) => {
+      if (e.memberId !== memberId) return false;
+      const k = tpKey(e.topic, e.partition);
+      if (!leaders.has(k)) leaders.set(k, this.leaderAddress(e.topic, e.partition));
+      return leaders.get(k) === address;
+    });
     const request: ShareFetchRequest = {
       groupId: this.groupId, memberId, maxRecords, maxWaitMs: Math.round(maxWaitMs), lockDurationMs: this.lockDurationMs,
       topics: [...topics].map(([topic, partitions]): ShareFetchTopicPart => ({ topic, partitions })),
@@ -505,7 +511,9 @@ export class ShareConsumer {
     for (const e of entries) {
       const parts = byTopic.get(e.topic) ?? new Map<number, AckEntry[]>();
       byTopic.set(e.topic, parts);
-      parts.set(e.partition, [...(parts.get(e.partition) ?? []), e]);
+      const list = parts.get(e.partition);
+      if (list === undefined) parts.set(e.partition, [e]);
+      else list.push(e);
     }
     return [...byTopic].map(([topic, parts]) => ({
       topic,
@@ -590,8 +598,12 @@ export class ShareConsumer {
       this.requeue(entries, err);
       return;
     }
+    let run: ShareAcknowledgeResult | undefined;
     for (const e of entries) {
-      const run = results.find((r) => e.ack.offset >= r.firstOffset && e.ack.offset <= r.lastOffset);
+      // Entries usually come in offset order, so the run of the one before usually holds this one too.
+      if (run === undefined || e.ack.offset < run.firstOffset || e.ack.offset > run.lastOffset) {
+        run = results.find((r) => e.ack.offset >= r.firstOffset && e.ack.offset <= r.lastOffset);
+      }
       const error = run === undefined
         ? new RunnelError(`broker ${address} gave no outcome for offset ${e.ack.offset} of topic "${topic}" partition ${partition}`, { code: ErrorCode.UNKNOWN_SERVER_ERROR, retriable: false, topic, partition, offset: e.ack.offset, address })
         : run.errorCode === ErrorCode.ERROR_CODE_NONE ? undefined
