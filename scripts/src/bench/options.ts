@@ -72,7 +72,7 @@ export const defaultBenchOptions: Readonly<BenchOptions> = Object.freeze({
   keepDir: false,
   ceiling: true,
   ceilingSeconds: 5,
-  w5Jobs: 20_000,
+  w5Jobs: 100_000,
   w5Workers: 4,
   w5Prefetch: 100,
   w5Api: "share",
