@@ -313,7 +313,9 @@ export class PartitionLog {
       result.batches.push(wire);
       bytes += size;
       if (result.firstOffset === undefined) result.firstOffset = s.baseOffset;
-      if (result.batches.length >= maxBatchesPerRead) break;
+      // Stop before the iterator copies the next value out of LMDB only to find it over the budget
+      // (a share fetch reads one batch at a time: every read copied two 256 KiB batches).
+      if (result.batches.length >= maxBatchesPerRead || bytes >= maxBytes) break;
     }
     result.bytes = bytes;
     return result;
