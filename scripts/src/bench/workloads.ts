@@ -267,9 +267,14 @@ export async function runW5(target: BenchTarget, s: WorkloadSettings, label: str
   }
   const counter = new DeliveryCounter();
   let onWorkerError: (err: unknown) => void = () => undefined;
+  const warmupJobs = Math.min(preloaded - 1, Math.ceil(preloaded * w5WarmupFraction));
+  // Where the measured phase starts: the acceptance that completed the warm-up (a worker may report
+  // several at once, so the count there can pass warmupJobs).
+  let warm: { atMs: number; count: number } | undefined;
   const onAccepted = (n: number) => {
     const at = now();
     for (let i = 0; i < n; i++) counter.deliver(at);
+    if (warm === undefined && counter.count >= warmupJobs) warm = { atMs: at, count: counter.count };
   };
   let workerError: unknown;
   const failed = new Promise<false>((resolve) => {
@@ -278,7 +283,6 @@ export async function runW5(target: BenchTarget, s: WorkloadSettings, label: str
       resolve(false);
     };
   });
-  const warmupJobs = Math.min(preloaded - 1, Math.ceil(preloaded * w5WarmupFraction));
   const started = await Promise.allSettled(Array.from({ length: s.w5Workers }, (_, i) => queue.worker(spec, i, s.w5Prefetch, onAccepted, (err) => onWorkerError(err))));
   const workers = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
   try {
@@ -291,15 +295,14 @@ export async function runW5(target: BenchTarget, s: WorkloadSettings, label: str
     };
     if (!(await Promise.race([counter.waitFor(warmupJobs, timeoutMs), failed])) || workerError !== undefined) fail("warm-up");
     const m = startMeasure(target);
-    const start = now();
-    const acceptedAtStart = counter.count;
     if (!(await Promise.race([counter.waitFor(preloaded, timeoutMs), failed])) || workerError !== undefined) fail("measured phase");
-    const end = counter.lastAtMs;
     const processes = endMeasure(m);
     await Promise.all(workers.map((w) => w.settle()));
-    const measured = counter.count - acceptedAtStart;
-    log(`${target.name} W5: ${acceptedAtStart} jobs accepted as warm-up, ${measured} measured`);
-    return result("W5", target, s.valueBytes, preloaded, counter.count, measured, end - start, undefined, processes);
+    const start = warm ?? { atMs: counter.lastAtMs, count: counter.count };
+    const measured = counter.count - start.count;
+    // NaN (not a figure) when the last jobs came in the same report as the warm-up's end.
+    log(`${target.name} W5: ${start.count} jobs accepted as warm-up, ${measured} measured`);
+    return result("W5", target, s.valueBytes, preloaded, counter.count, measured, counter.lastAtMs - start.atMs, undefined, processes);
   } finally {
     await Promise.allSettled(workers.map((w) => w.close()));
   }
