@@ -1,6 +1,6 @@
 // `npm start`: runs a local Runnel cluster in the foreground with the DESIGN.md defaults: the
 // controller on 127.0.0.1:7400 (HTTP 7480) and brokers 1..N on 127.0.0.1:740N (HTTP 748N), data under
-// <repo>/data. Prints every process's logs readably, one line when all brokers are registered, and on
+// <repo>/data (or --data-dir). Prints every process's logs readably, one line when all brokers are registered, and on
 // Ctrl-C or SIGTERM stops the brokers first (controlled shutdown), then the controller.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -43,9 +43,12 @@ interface Child {
   exit: Promise<string>;
 }
 
-const usage = `Usage: npm start -- [--brokers N] [--clean] [--log-level LEVEL]
+const defaultDataDir = join(repoRoot, "data");
+
+const usage = `Usage: npm start -- [--brokers N] [--data-dir DIR] [--clean] [--log-level LEVEL]
   --brokers N        number of brokers, ${minBrokers}..${maxBrokers} (env RUNNEL_BROKERS; default ${defaultBrokers})
-  --clean            delete ${join(repoRoot, "data")} first
+  --data-dir DIR     where the controller and brokers keep their data (default ${defaultDataDir})
+  --clean            delete the data directory first
   --log-level LEVEL  ${logLevels.join(", ")} (default info)`;
 
 function fail(message: string): never {
@@ -53,12 +56,13 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-function parseOptions(): { brokers: number; clean: boolean; logLevel: string } {
-  let values: { brokers?: string; clean?: boolean; "log-level"?: string; help?: boolean };
+function parseOptions(): { brokers: number; dataDir: string; clean: boolean; logLevel: string } {
+  let values: { brokers?: string; "data-dir"?: string; clean?: boolean; "log-level"?: string; help?: boolean };
   try {
     ({ values } = parseArgs({
       options: {
         brokers: { type: "string" },
+        "data-dir": { type: "string" },
         clean: { type: "boolean" },
         "log-level": { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -80,7 +84,9 @@ function parseOptions(): { brokers: number; clean: boolean; logLevel: string } {
   }
   const logLevel = values["log-level"] ?? "info";
   if (!logLevels.includes(logLevel)) fail(`--log-level must be one of ${logLevels.join(", ")}, not "${logLevel}"`);
-  return { brokers, clean: values.clean === true, logLevel };
+  const dataDirText = values["data-dir"];
+  if (dataDirText !== undefined && dataDirText.trim() === "") fail("--data-dir must name a directory");
+  return { brokers, dataDir: dataDirText === undefined ? defaultDataDir : resolve(dataDirText), clean: values.clean === true, logLevel };
 }
 
 function portInUse(port: number): Promise<string | undefined> {
@@ -123,7 +129,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const dataDir = join(repoRoot, "data");
+  const dataDir = options.dataDir;
   if (options.clean) {
     rmSync(dataDir, { recursive: true, force: true });
     process.stdout.write(`runnel start: deleted ${dataDir}\n`);
@@ -261,7 +267,7 @@ async function main(): Promise<void> {
       lastError = "";
       if (brokerIds.every((id) => alive.includes(id))) {
         process.stdout.write(
-          `Runnel cluster ready: controller ${controllerAddress}, brokers ${brokerIds.map(brokerAddress).join(",")}\n`,
+          `Runnel cluster ready: controller ${controllerAddress}, brokers ${brokerIds.map(brokerAddress).join(",")}, data in ${dataDir}\n`,
         );
         client.close();
         return;
