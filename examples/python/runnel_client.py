@@ -2,7 +2,8 @@
 It owns: bootstrap and metadata (Cluster), routing to partition leaders with NOT_LEADER redirects,
 record batches with their CRC32C (build_batch, decode_batch), an idempotent producer (Producer),
 topic creation (create_topic) and a consumer-group member with heartbeats and offset commits
-(GroupConsumer). Every wait has a deadline; every retry is bounded by a total time budget."""
+(GroupConsumer). Share groups (task-queue workers) are in runnel_share.py, built on this module.
+Every wait has a deadline; every retry is bounded by a total time budget."""
 import collections
 import time
 

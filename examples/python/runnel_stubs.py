@@ -51,8 +51,10 @@ _loaded = None
 
 
 def load(proto_dir=None):
-    """Returns a namespace with records_pb2, errors_pb2, broker_pb2, broker_pb2_grpc, controller_pb2 and
-    controller_pb2_grpc. Generated once per process."""
+    """Returns a namespace with records_pb2, errors_pb2, share_pb2, broker_pb2, broker_pb2_grpc,
+    controller_pb2 and controller_pb2_grpc. Generated once per process. (Python's generated modules do not
+    re-export what they import: ShareFetchRequest and the other share-group messages that broker.proto
+    and controller.proto use live in share_pb2 only.)"""
     global _loaded
     if _loaded is not None:
         return _loaded
@@ -61,8 +63,8 @@ def load(proto_dir=None):
     atexit.register(shutil.rmtree, out_dir, True)
     generate(proto_dir, out_dir)
     sys.path.insert(0, out_dir)
-    from runnel.v1 import broker_pb2, broker_pb2_grpc, controller_pb2, controller_pb2_grpc, errors_pb2, records_pb2
+    from runnel.v1 import broker_pb2, broker_pb2_grpc, controller_pb2, controller_pb2_grpc, errors_pb2, records_pb2, share_pb2
     _loaded = types.SimpleNamespace(
-        records_pb2=records_pb2, errors_pb2=errors_pb2, broker_pb2=broker_pb2, broker_pb2_grpc=broker_pb2_grpc,
+        records_pb2=records_pb2, errors_pb2=errors_pb2, share_pb2=share_pb2, broker_pb2=broker_pb2, broker_pb2_grpc=broker_pb2_grpc,
         controller_pb2=controller_pb2, controller_pb2_grpc=controller_pb2_grpc)
     return _loaded
