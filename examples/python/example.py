@@ -6,6 +6,7 @@ on stdout; a summary (counters) goes to stderr.
   example.py [--bootstrap H:P,...] create-topic NAME [--partitions N] [--replication-factor R]
   example.py produce TOPIC --count N [--key-prefix K] [--value-prefix V] [--header k=v ...]
   example.py consume TOPIC --group G [--max-messages N] [--timeout-ms T] [--reset earliest|latest]
+  example.py share-work TOPIC --group G [--max-messages N] [--timeout-ms T] [--reject-value V] [--max-in-flight N]
   example.py demo [TOPIC]
   example.py encode-batch --now-ms MS   (JSON records on stdin -> the encoded batch, for checking the codec)
 
@@ -17,6 +18,7 @@ import sys
 import time
 
 import runnel_client as rc
+import runnel_share as rs
 
 
 def text(b):
@@ -77,6 +79,70 @@ def cmd_consume(cluster, args):
     return 0
 
 
+reject_reason = "python says no"
+
+
+def cmd_share_work(cluster, args):
+    """A task-queue worker in share group G: accepts each record it acquires, except records whose value
+    is --reject-value, which it rejects (dead-letters). Acknowledgements ride the next ShareFetch to the
+    leader (flush() sends what is left); a line is printed only once the leader answered the
+    acknowledgement without error, so every printed record is settled. Stops after N accepted."""
+    consumer = rs.ShareConsumer(cluster, args.group, [args.topic], max_in_flight_records=args.max_in_flight,
+                                lock_duration_ms=args.lock_duration_ms)
+    reject_value = None if args.reject_value is None else args.reject_value.encode()
+    awaiting = {}   # (topic, partition, offset) -> the record whose acknowledgement is not answered yet
+    counts = {"accepted": 0, "rejected": 0, "failed_acks": 0}
+
+    def report(results):
+        for res in results:
+            r = awaiting.pop((res.topic, res.partition, res.offset), None)
+            if res.error is not None:
+                # INVALID_RECORD_STATE: the lock had expired and the record went back to the group.
+                counts["failed_acks"] += 1
+                print("acknowledgement failed: %s %s" % (res.type, res.error), file=sys.stderr)
+            elif r is None:
+                continue   # not one of ours to report (a release of an unreadable record)
+            elif res.type == "accept":
+                counts["accepted"] += 1
+                emit({"topic": r.topic, "partition": r.partition, "offset": r.offset, "key": text(r.key),
+                      "value": text(r.value), "delivery_count": r.delivery_count})
+            elif res.type == "reject":
+                counts["rejected"] += 1
+                emit({"rejected": r.offset, "topic": r.topic, "partition": r.partition, "value": text(r.value),
+                      "delivery_count": r.delivery_count, "reason": reject_reason})
+
+    end_ms = time.monotonic() * 1000 + args.timeout_ms
+    try:
+        while True:
+            left_ms = end_ms - time.monotonic() * 1000
+            if left_ms <= 0 or (args.max_messages is not None and counts["accepted"] >= args.max_messages):
+                break
+            # Never acquire more than is still to do, so that stopping leaves nothing to give back.
+            want = None
+            if args.max_messages is not None:
+                want = min(args.max_in_flight, args.max_messages - counts["accepted"] - len(awaiting))
+                if want <= 0:
+                    report(consumer.flush())   # enough are accepted if their answers say so
+                    continue
+            records = consumer.poll(max_wait_ms=int(min(500, left_ms)), max_records=want)
+            report(consumer.take_results())   # answers to the acknowledgements that rode this poll
+            for r in records:
+                awaiting[(r.topic, r.partition, r.offset)] = r
+                if reject_value is not None and r.value == reject_value:
+                    consumer.reject(r, reject_reason)
+                else:
+                    consumer.accept(r)
+        report(consumer.flush())
+    finally:
+        member_id = consumer.member_id
+        consumer.close()
+        print(json.dumps({"summary": dict(consumer.stats, member_id=member_id or None, **counts)}), file=sys.stderr)
+    if args.max_messages is not None and counts["accepted"] < args.max_messages:
+        print("accepted %d of %d records before the timeout" % (counts["accepted"], args.max_messages), file=sys.stderr)
+        return 3
+    return 0
+
+
 def cmd_demo(cluster, args):
     topic = args.topic
     rc.create_topic(cluster, topic, partitions=3)
@@ -133,6 +199,14 @@ def main(argv):
     p.add_argument("--timeout-ms", type=int, default=30_000)
     p.add_argument("--reset", choices=["earliest", "latest"], default="earliest")
     p.add_argument("--commit-interval-ms", type=int, default=rc.default_auto_commit_interval_ms)
+    p = sub.add_parser("share-work")
+    p.add_argument("topic")
+    p.add_argument("--group", required=True)
+    p.add_argument("--max-messages", type=int)
+    p.add_argument("--timeout-ms", type=int, default=30_000)
+    p.add_argument("--reject-value", help="reject (dead-letter) records with exactly this value")
+    p.add_argument("--max-in-flight", type=int, default=rs.default_max_in_flight_records, help="records held at once")
+    p.add_argument("--lock-duration-ms", type=int, default=rs.default_lock_duration_ms)
     p = sub.add_parser("demo")
     p.add_argument("topic", nargs="?", default="python-demo")
     p = sub.add_parser("encode-batch")
@@ -141,7 +215,7 @@ def main(argv):
     cluster = rc.Cluster(args.bootstrap)
     try:
         handler = {"create-topic": cmd_create_topic, "produce": cmd_produce, "consume": cmd_consume,
-                   "demo": cmd_demo, "encode-batch": cmd_encode_batch}[args.command]
+                   "share-work": cmd_share_work, "demo": cmd_demo, "encode-batch": cmd_encode_batch}[args.command]
         return handler(cluster, args) or 0
     except rc.RunnelError as err:
         print("error: %s" % err, file=sys.stderr)
