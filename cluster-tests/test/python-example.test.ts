@@ -5,8 +5,10 @@
 // headers, offsets; offsets committed; the member leaves); records the Python producer wrote are read
 // by the TypeScript consumer, each on the partition the TypeScript partitioner picks for its key; a
 // Python member and a TypeScript member share one group; NOT_LEADER redirects, duplicate-sequence
-// resends and CRC refusal behave as docs/protocol.md says. Missing Debian packages FAIL the tests
-// (CI installs them), they never skip.
+// resends and CRC refusal behave as docs/protocol.md says; two Python share-group workers
+// (examples/python/runnel_share.py) split jobs TypeScript enqueued, each accepted exactly once, and a
+// Python reject dead-letters its job with the reason. Missing Debian packages FAIL the tests (CI
+// installs them), they never skip.
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -22,6 +24,14 @@ const pythonRunTimeoutMs = 30_000;
 /** How long a consumer may take to read what was produced, in milliseconds. */
 const readTimeoutMs = 20_000;
 const partitions = 3;
+/** How long a Python share-work run may take on its own (--timeout-ms): start-up, joining, the jobs. */
+const shareWorkTimeoutMs = 45_000;
+/** Deadline of one share-work process, above its own timeout so it can close and print its summary. */
+const shareRunTimeoutMs = 60_000;
+/** Dead letters are produced by the partition leader's share tick, not before the reject is answered. */
+const deadLetterTimeoutMs = 20_000;
+/** Budget of a share-group test: two runs' deadline plus checks. */
+const shareTestTimeoutMs = 120_000;
 
 let cluster: Cluster;
 let bootstrap: string;
@@ -219,6 +229,75 @@ describe("Python client example (examples/python)", () => {
     expect(all.map((s) => [s.partition, s.offset, s.value])).toEqual(
       acks.map((a, i) => [a.partition, Number(a.offset), `m${i}`]).sort((x, y) => (x[0] as number) - (y[0] as number) || (x[1] as number) - (y[1] as number)));
   });
+
+  it("two Python share-group workers split the jobs TypeScript enqueued: each job accepted once, nothing left in flight", async () => {
+    const topic = "interop-share-jobs";
+    const groupId = "py-share-workers";
+    await client.tasks.createQueue(topic, { partitions, replicationFactor: 3 });
+    const count = 60;
+    const jobs = await Promise.all(Array.from({ length: count }, (_, i) => client.tasks.enqueue(topic, { job: i }, { key: `job-${i}` })));
+    expect(new Set(jobs.map((j) => j.partition)).size).toBe(partitions); // the keys spread the jobs over every partition
+
+    // Each worker stops after half the jobs, holding at most 5 at a time, so they take turns on every
+    // partition while both run; together they must settle every job exactly once.
+    const worker = () => runPython("example.py", [
+      "share-work", topic, "--group", groupId, "--max-messages", String(count / 2), "--max-in-flight", "5", "--timeout-ms", String(shareWorkTimeoutMs),
+    ], { timeoutMs: shareRunTimeoutMs });
+    const [a, b] = await Promise.all([worker(), worker()]);
+    expect(a.lines).toHaveLength(count / 2);
+    expect(b.lines).toHaveLength(count / 2);
+    const [summaryA, summaryB] = [summaryOf(a.stderr), summaryOf(b.stderr)];
+    expect(typeof summaryA["member_id"]).toBe("string");
+    expect(summaryA["member_id"]).not.toEqual(summaryB["member_id"]);
+    expect([summaryA["failed_acks"], summaryB["failed_acks"]]).toEqual([0, 0]);
+    // Acknowledgements rode ShareFetch requests (not only flush's ShareAcknowledge).
+    expect(Number(summaryA["acks_piggybacked"] ?? 0) + Number(summaryB["acks_piggybacked"] ?? 0), JSON.stringify([summaryA, summaryB])).toBeGreaterThan(0);
+
+    const accepted = [...a.lines, ...b.lines];
+    expect(accepted.every((l) => l["topic"] === topic && l["delivery_count"] === 1), JSON.stringify(accepted)).toBe(true);
+    const byPos = (x: unknown[], y: unknown[]) => (x[0] as number) - (y[0] as number) || (x[1] as number) - (y[1] as number);
+    expect(accepted.map((l) => [l["partition"], l["offset"], l["key"], l["value"]]).sort(byPos)).toEqual(
+      jobs.map((j, i) => [j.partition, Number(j.offset), `job-${i}`, JSON.stringify({ job: i })]).sort(byPos));
+
+    // The leaders wrote every acceptance before answering it, and both members left the group.
+    const hws = await client.admin().listOffsets(topic, "latest");
+    const described = await client.shareAdmin().describeShareGroup(groupId);
+    expect(described.members).toEqual([]);
+    expect(described.partitions.map((p) => [p.topic, p.partition, p.acquired, p.available, p.deadLettering, Number(p.endOffset)])).toEqual(
+      hws.map((h) => [topic, h.partition, 0, 0, 0, Number(h.offset)]).sort((x, y) => (x[1] as number) - (y[1] as number)));
+  }, shareTestTimeoutMs);
+
+  it("a Python share-group worker rejects a job: it lands in <topic>.dlq with the worker's reason", async () => {
+    const topic = "interop-share-reject";
+    await client.tasks.createQueue(topic, { partitions, replicationFactor: 3 });
+    const producer = client.producer({ acks: "all" });
+    const count = 6;
+    const acks = await Promise.all(Array.from({ length: count }, (_, i) => producer.send({ topic, key: `r${i}`, value: `job-${i}` })));
+    await producer.flush();
+    const poison = acks[3]!;
+
+    const { lines, stderr } = await runPython("example.py", [
+      "share-work", topic, "--group", "py-rejecter", "--max-messages", String(count - 1), "--reject-value", "job-3", "--timeout-ms", String(shareWorkTimeoutMs),
+    ], { timeoutMs: shareRunTimeoutMs });
+    expect(lines.filter((l) => "rejected" in l)).toEqual([
+      { rejected: Number(poison.offset), topic, partition: poison.partition, value: "job-3", delivery_count: 1, reason: "python says no" },
+    ]);
+    expect(lines.filter((l) => !("rejected" in l)).map((l) => l["value"]).sort()).toEqual(["job-0", "job-1", "job-2", "job-4", "job-5"]);
+    expect(summaryOf(stderr)["rejected"]).toBe(1);
+
+    let lastSeen = "";
+    const deadLetters = await pollUntil(async () => {
+      const d = await client.shareAdmin().dlqList(topic);
+      lastSeen = JSON.stringify(d.map((x) => [x.dlqTopic, x.offset.toString(), x.reason]));
+      return d.length > 0 ? d : undefined;
+    }, { timeoutMs: deadLetterTimeoutMs, what: `the rejected job did not reach ${topic}.dlq`, describeLast: () => lastSeen });
+    expect(deadLetters.map((d) => ({
+      dlqTopic: d.dlqTopic, topic: d.topic, partition: d.partition, offset: d.offset, attempts: d.attempts, reason: d.reason,
+      key: d.key?.toString(), value: d.value?.toString(),
+    }))).toEqual([{
+      dlqTopic: `${topic}.dlq`, topic, partition: poison.partition, offset: poison.offset, attempts: 1, reason: "python says no", key: "r3", value: "job-3",
+    }]);
+  }, shareTestTimeoutMs);
 
   it("follows NOT_LEADER redirects, resends an idempotent batch without duplicating it, and gets CORRUPT_BATCH for a bad CRC", async () => {
     const { lines } = await runPython("cluster_check.py", ["interop-check"]);
