@@ -97,6 +97,15 @@ describe("acquiredFromBatches: only the member's acquired offsets of whole batch
 });
 
 describe("splitRecordBudget: parallel fetches never ask for more than the room left", () => {
+  it("hands the remainder to the slots from firstSlot on, so every slot has its turn", () => {
+    expect(splitRecordBudget(1, 3, 0)).toEqual([1, 0, 0]);
+    expect(splitRecordBudget(1, 3, 1)).toEqual([0, 1, 0]);
+    expect(splitRecordBudget(1, 3, 5)).toEqual([0, 0, 1]);
+    expect(splitRecordBudget(5, 3, 2)).toEqual([2, 1, 2]);
+    const turns = [0, 1, 2].map((round) => splitRecordBudget(2, 3, round));
+    for (let slot = 0; slot < 3; slot++) expect(turns.some((t) => t[slot]! > 0), `slot ${slot}`).toBe(true);
+  });
+
   it.each([[10, 3, [4, 3, 3]], [2, 3, [1, 1, 0]], [0, 2, [0, 0]], [-5, 2, [0, 0]], [7, 1, [7]], [5, 0, []]])("%i records over %i brokers -> %j", (total, slots, expected) => {
     const out = splitRecordBudget(total, slots);
     expect(out).toEqual(expected);

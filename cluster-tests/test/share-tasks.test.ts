@@ -547,6 +547,35 @@ describe("task queues on share groups with real processes", () => {
     }
   }, 90_000);
 
+  it("a worker with the default concurrency (1) runs the jobs of every partition, whichever broker leads each", async (ctx) => {
+    const cluster = useShared(ctx);
+    const queue = "one-at-a-time";
+    const partitions = 3;
+    await cluster.createTopic({ name: queue, partitions, replicationFactor: 3, configs: topicConfigs, fullIsr: true });
+    const runnel = client(ctx, cluster, "one-at-a-time");
+    // The point is a member whose in-flight bound (1) is below its number of partition leaders.
+    const leaders = new Set((await runnel.admin().describeTopic(queue)).partitions.map((p) => p.leaderId));
+    expect(leaders.size, `leaders of ${queue}: ${[...leaders].join(", ")}`).toBeGreaterThan(1);
+    const producer = runnel.producer({ acks: "all" });
+    ctx.onTestFinished(() => producer.close());
+    const placed = await Promise.all(Array.from({ length: 2 * partitions }, (_, n) =>
+      producer.send({ topic: queue, partition: n % partitions, value: JSON.stringify({ n }) })));
+    const ran: string[] = [];
+    const worker = runnel.tasks.worker(queue, async (job) => {
+      ran.push(job.id);
+    }, { lockDurationMs: workerLockMs });
+    ctx.onTestFinished(() => worker.close());
+    const ids = placed.map((p) => jobIdOf(p.topic, p.partition, p.offset));
+    await pollUntil(() => (ids.every((id) => ran.includes(id)) ? true : undefined), {
+      timeoutMs: 30_000,
+      what: `a worker with concurrency 1 did not run the jobs of all ${partitions} partitions`,
+      describeLast: () => `ran: ${ran.join(" ")}`,
+      hint: () => `logs: ${cluster.dir}`,
+    });
+    await worker.close();
+    expect([...ran].sort()).toEqual([...ids].sort());
+  }, 90_000);
+
   it("`runnel dlq list` shows dead letters and `runnel dlq redrive` puts each back once for another try", async (ctx) => {
     const cluster = useShared(ctx);
     const queue = "redrive";

@@ -134,10 +134,16 @@ export function acquiredFromBatches(batches: readonly RecordBatch[], acquired: r
   return { records, missing, batchError };
 }
 
-/** Splits `total` records over `slots` requests without exceeding it: the first ones get the remainder. */
-export function splitRecordBudget(total: number, slots: number): number[] {
+/**
+ * Splits `total` records over `slots` requests without exceeding it. The remainder goes to the slots
+ * from `firstSlot` on (wrapping): a caller that moves `firstSlot` each round lets every slot have its
+ * turn when `total` is below `slots` (a worker with one job in flight and three partition leaders
+ * would otherwise only ever ask the first leader).
+ */
+export function splitRecordBudget(total: number, slots: number, firstSlot = 0): number[] {
   if (slots <= 0) return [];
   const base = Math.floor(Math.max(0, total) / slots);
   const extra = Math.max(0, total) % slots;
-  return Array.from({ length: slots }, (_, i) => base + (i < extra ? 1 : 0));
+  const first = ((firstSlot % slots) + slots) % slots;
+  return Array.from({ length: slots }, (_, i) => base + ((i - first + slots) % slots < extra ? 1 : 0));
 }

@@ -106,6 +106,8 @@ export class ShareConsumer {
   readonly groupId: string;
   readonly topics: readonly string[];
   private readonly maxInFlightRecords: number;
+  /** Moves which leaders get the record budget's remainder, round by round (see splitRecordBudget). */
+  private budgetRound = 0;
   private readonly lockDurationMs: number;
   private readonly maxWaitMs: number;
   private readonly clientId: string;
@@ -380,7 +382,7 @@ export class ShareConsumer {
     const outstanding = [...this.fetching.values()].reduce((a, b) => a + b, 0);
     const room = Math.min(maxRecords, this.maxInFlightRecords - this.held.size - outstanding);
     const leaders = [...byLeader.keys()];
-    const budgets = splitRecordBudget(Math.max(0, room), leaders.length);
+    const budgets = splitRecordBudget(Math.max(0, room), leaders.length, this.budgetRound++);
     leaders.forEach((address, i) => {
       const budget = Math.min(budgets[i] ?? 0, maxRecordsPerShareFetch);
       if (budget <= 0) return;
