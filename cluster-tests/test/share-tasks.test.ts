@@ -576,6 +576,54 @@ describe("task queues on share groups with real processes", () => {
     expect([...ran].sort()).toEqual([...ids].sort());
   }, 90_000);
 
+  it("two share consumers on two topics of 3 partitions each, 2 records in flight apiece: every record accepted exactly once", async (ctx) => {
+    const cluster = useShared(ctx);
+    const topics = ["multi-a", "multi-b"];
+    const partitions = 3;
+    for (const name of topics) await cluster.createTopic({ name, partitions, replicationFactor: 3, configs: topicConfigs, fullIsr: true });
+    const runnel = client(ctx, cluster, "multi-topic");
+    const producer = runnel.producer({ acks: "all" });
+    ctx.onTestFinished(() => producer.close());
+    const perPartition = 10;
+    const placed = await Promise.all(topics.flatMap((topic) => Array.from({ length: partitions * perPartition }, (_, n) =>
+      producer.send({ topic, partition: n % partitions, value: `${topic}-${n}` }))));
+    const expected = placed.map((p) => jobIdOf(p.topic, p.partition, p.offset)).sort();
+    const group = "multi-topic.workers";
+    const accepted: Array<{ id: string; member: number }> = [];
+    const failures: string[] = [];
+    let stop = false;
+    const members = [0, 1].map((member) => {
+      const consumer = client(ctx, cluster, `multi-topic-${member}`).shareConsumer({ groupId: group, topics, maxInFlightRecords: 2, lockDurationMs: workerLockMs });
+      const loop = (async () => {
+        while (!stop) {
+          for (const r of await consumer.poll({ timeoutMs: 500 })) {
+            void consumer.acknowledge(r, "accept").then((res) => {
+              if (res.error === undefined) accepted.push({ id: jobIdOf(r.topic, r.partition, r.offset), member });
+              else failures.push(`${r.topic}-${r.partition}@${r.offset}: ${res.error.message}`);
+            });
+          }
+        }
+        await consumer.close();
+      })();
+      return loop;
+    });
+    try {
+      await pollUntil(() => (accepted.length >= expected.length || failures.length > 0 ? true : undefined), {
+        timeoutMs: 60_000,
+        what: `two members with 2 records in flight each did not accept all ${expected.length} records`,
+        describeLast: () => `accepted ${accepted.length}: ${accepted.map((a) => a.id).sort().join(" ")}`,
+        hint: () => `logs: ${cluster.dir}`,
+      });
+    } finally {
+      stop = true;
+      await Promise.all(members);
+    }
+    expect(failures).toEqual([]);
+    expect(accepted.map((a) => a.id).sort()).toEqual(expected);
+    // Both members took part (each holds at most 2, so one alone would be a coincidence worth knowing about).
+    expect(new Set(accepted.map((a) => a.member)).size).toBe(2);
+  }, 120_000);
+
   it("`runnel dlq list` shows dead letters and `runnel dlq redrive` puts each back once for another try", async (ctx) => {
     const cluster = useShared(ctx);
     const queue = "redrive";
