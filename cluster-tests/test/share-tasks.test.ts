@@ -624,6 +624,45 @@ describe("task queues on share groups with real processes", () => {
     expect(new Set(accepted.map((a) => a.member)).size).toBe(2);
   }, 120_000);
 
+  it("two share groups on one topic each get every record once: their share states are separate", async (ctx) => {
+    const cluster = useShared(ctx);
+    const queue = "two-groups";
+    await cluster.createTopic({ name: queue, partitions: 2, replicationFactor: 3, configs: topicConfigs, fullIsr: true });
+    const runnel = client(ctx, cluster, "two-groups");
+    const producer = runnel.producer({ acks: "all" });
+    ctx.onTestFinished(() => producer.close());
+    const placed = await Promise.all(Array.from({ length: 20 }, (_, n) => producer.send({ topic: queue, partition: n % 2, value: String(n) })));
+    const expected = placed.map((p) => jobIdOf(p.topic, p.partition, p.offset)).sort();
+    const take = async (group: string, release: boolean): Promise<string[]> => {
+      const consumer = client(ctx, cluster, group).shareConsumer({ groupId: group, topics: [queue], lockDurationMs: workerLockMs });
+      const got: string[] = [];
+      const released = new Set<string>();
+      await pollUntil(async () => {
+        for (const r of await consumer.poll({ timeoutMs: 500 })) {
+          const id = jobIdOf(r.topic, r.partition, r.offset);
+          // Group b releases each record once first: a release in one group must not touch the other.
+          if (release && !released.has(id)) {
+            released.add(id);
+            consumer.release(r);
+            continue;
+          }
+          got.push(id);
+          const res = await consumer.acknowledge(r, "accept");
+          expect(res.error, `${group} accepting ${id}`).toBeUndefined();
+        }
+        return got.length >= expected.length ? true : undefined;
+      }, { timeoutMs: 30_000, what: `share group ${group} did not get all ${expected.length} records`, describeLast: () => `got ${got.join(" ")}`, hint: () => `logs: ${cluster.dir}` });
+      await consumer.close();
+      return got.sort();
+    };
+    expect(await take("two-groups.a", false)).toEqual(expected);
+    expect(await take("two-groups.b", true)).toEqual(expected);
+    // Group a is settled and saw no more deliveries: a later member of it gets nothing.
+    const late = client(ctx, cluster, "two-groups-late").shareConsumer({ groupId: "two-groups.a", topics: [queue], lockDurationMs: workerLockMs });
+    expect(await late.poll({ timeoutMs: 2_000 })).toEqual([]);
+    await late.close();
+  }, 120_000);
+
   it("`runnel dlq list` shows dead letters and `runnel dlq redrive` puts each back once for another try", async (ctx) => {
     const cluster = useShared(ctx);
     const queue = "redrive";
