@@ -277,20 +277,8 @@ class ShareConsumer:
                     self._back_off(tp)
                 self._refresh(list(topics))
                 continue
-            answered = set()
-            for t in res.topics:
-                for p in t.partitions:
-                    entries = [e for e in piggybacked if e.topic == t.topic and e.partition == p.partition]
-                    hint = p.current_leader if p.HasField("current_leader") else None
-                    # A fetched partition's error is followed (hint, backoff) once, by _on_fetched.
-                    self._on_ack_results(t.topic, p.partition, entries, p.error_code, p.error_message, p.acknowledge_results, hint,
-                                         follow=(t.topic, p.partition) not in fetched)
-                    answered.update(id(e) for e in entries)
-                    if (t.topic, p.partition) in fetched:
-                        self._on_fetched(t.topic, p, member_id, address)
-            unanswered = [e for e in piggybacked if id(e) not in answered]
-            if unanswered:
-                self._requeue(unanswered, RunnelError(E.UNKNOWN_SERVER_ERROR, "broker %s did not answer for some acknowledged partitions" % address))
+            self._apply_answer(address, res.topics, piggybacked, lambda p: p.acknowledge_results, fetched,
+                               lambda topic, p, member_id=member_id, address=address: self._on_fetched(topic, p, member_id, address))
 
     def _on_fetched(self, topic, p, member_id, address):
         tp = (topic, p.partition)
@@ -407,16 +395,27 @@ class ShareConsumer:
                 self._requeue(entries, rc._grpc_error(err, "ShareAcknowledge to %s" % address))
                 self._refresh(sorted({e.topic for e in entries}))
                 continue
-            answered = set()
-            for t in res.topics:
-                for p in t.partitions:
-                    mine = [e for e in entries if e.topic == t.topic and e.partition == p.partition]
-                    hint = p.current_leader if p.HasField("current_leader") else None
-                    self._on_ack_results(t.topic, p.partition, mine, p.error_code, p.error_message, p.results, hint)
-                    answered.update(id(e) for e in mine)
-            unanswered = [e for e in entries if id(e) not in answered]
-            if unanswered:
-                self._requeue(unanswered, RunnelError(E.UNKNOWN_SERVER_ERROR, "broker %s did not answer for some acknowledged partitions" % address))
+            self._apply_answer(address, res.topics, entries, lambda p: p.results)
+
+    def _apply_answer(self, address, answer_topics, entries, results_of, fetched=frozenset(), on_fetched=None):
+        """One ShareFetch or ShareAcknowledge answer: each partition's acknowledgement outcomes go to the
+        entries sent for it (`results_of` picks the field: the two answers name it differently), entries
+        the answer left out are queued again, and fetched partitions go to `on_fetched`, which also
+        follows their errors (hint, backoff) once."""
+        answered = set()
+        for t in answer_topics:
+            for p in t.partitions:
+                mine = [e for e in entries if e.topic == t.topic and e.partition == p.partition]
+                hint = p.current_leader if p.HasField("current_leader") else None
+                was_fetched = (t.topic, p.partition) in fetched
+                self._on_ack_results(t.topic, p.partition, mine, p.error_code, p.error_message, results_of(p), hint,
+                                     follow=not was_fetched)
+                answered.update(id(e) for e in mine)
+                if was_fetched:
+                    on_fetched(t.topic, p)
+        unanswered = [e for e in entries if id(e) not in answered]
+        if unanswered:
+            self._requeue(unanswered, RunnelError(E.UNKNOWN_SERVER_ERROR, "broker %s did not answer for some acknowledged partitions" % address))
 
     def _take_pending(self, want):
         """Removes and returns the queued entries `want` picks, at most one per record (a record acquired
