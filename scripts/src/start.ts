@@ -1,7 +1,7 @@
 // `npm start`: runs a local Runnel cluster in the foreground with the DESIGN.md defaults: the
 // controller on 127.0.0.1:7400 (HTTP 7480) and brokers 1..N on 127.0.0.1:740N (HTTP 748N), data under
-// <repo>/data (or --data-dir). Prints every process's logs readably, one line when all brokers are registered, and on
-// Ctrl-C or SIGTERM stops the brokers first (controlled shutdown), then the controller.
+// <repo>/data (or --data-dir). Prints every process's logs readably, one line when all brokers are
+// registered, and on Ctrl-C or SIGTERM stops the brokers first (controlled shutdown), then the controller.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
