@@ -162,6 +162,21 @@ describe("truncation", () => {
     expect(values(again.read(5n, 1 << 20, 6n).batches)).toEqual(["5:d-0"]);
   });
 
+  test("to the log end drops an epoch opened there without batches, so the new leader's older-epoch batch appends", async () => {
+    const { store, reopen } = openStore("truncate-empty-epoch");
+    const log = store.openPartition("tid", "orders", 0, keepForever);
+    await log.appendAsLeader(batchOf(2, "a"), 3);
+    log.assignEpochStart(4, 2n); // leader in epoch 4 for a moment, nothing appended
+    await log.truncateTo(2n); // the leader of epoch 5 says epoch 3 ends past 2: nothing to remove
+    expect(log.epochEntries().map((e) => e.epoch)).toEqual([3]);
+    const leader = store.openPartition("tid2", "orders-leader", 0, keepForever);
+    await leader.appendAsLeader(batchOf(2, "a"), 3);
+    await leader.appendAsLeader(batchOf(1, "b"), 3);
+    await log.appendStored(leader.read(2n, 1, leader.logEndOffset).batches);
+    expect(log.logEndOffset).toBe(3n);
+    expect((await reopen()).openPartition("tid", "orders", 0, keepForever).epochEntries().map((e) => e.epoch)).toEqual([3]);
+  });
+
   test("never below the high watermark, only at batch boundaries, never past the end", async () => {
     const { store } = openStore("truncate-hw");
     const log = store.openPartition("tid", "orders", 0, keepForever);

@@ -395,7 +395,13 @@ export class PartitionLog {
     if (offset > this.#logEnd) {
       throw new InvariantError(`${this.#where}: cannot truncate to ${offset}, beyond log end offset ${this.#logEnd}`);
     }
-    if (offset === this.#logEnd) return;
+    if (offset === this.#logEnd) {
+      // No batch to remove, but an epoch this replica opened as leader with no batch of it (a
+      // leadership held only briefly) starts here and must go: the new leader's batches at this
+      // offset carry an older epoch (seen in the chaos suite: "leader epoch 3 after epoch 4").
+      if (this.#epochs.truncateFromEnd(offset)) await this.#writeMeta();
+      return;
+    }
     if (offset < this.#highWatermark && options.allowBelowHighWatermark !== true) {
       throw new InvariantError(
         `${this.#where}: truncation to ${offset} would remove committed records below high watermark ${this.#highWatermark} (log end ${this.#logEnd})`,
